@@ -1,0 +1,144 @@
+"""Architect: the architecture-logit update of bilevel one-shot search.
+
+First order (DARTS v1, DrNAS, GDAS): the gradient of the arch-split loss at the current weights.
+Second order (DARTS v2): the gradient of ``L_val(w', alpha)`` with the virtual weight step
+``w' = w - xi * (momentum * buffer + grad_w L_train(w, alpha) + wd * w)``, i.e.
+``grad_alpha L_val(w') - xi * H v`` where the Hessian-vector product
+``H v = (grad_alpha L_train(w + R v) - grad_alpha L_train(w - R v)) / 2R``, ``v = grad_w' L_val(w')``
+and ``R = 0.01 / ||v||`` (finite differences, as in the DARTS paper).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from tanglenas_cli.nas.choices import arch_parameters, find_choices, weight_parameters
+from tanglenas_cli.nas.samplers import Sampler
+
+LossFn = Callable[[nn.Module, Any], Tensor]
+"""``loss_fn(model, batch)`` returns the scalar loss of ``model`` on ``batch``."""
+
+
+def _gradients(loss: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
+    grads = torch.autograd.grad(loss, list(params), allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
+
+
+class Architect:
+    """Owns the architecture optimizer (Adam) and performs one arch step per call of :meth:`step`."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        sampler: Sampler,
+        loss_fn: LossFn,
+        *,
+        lr: float = 3e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        weight_decay: float = 1e-3,
+        second_order: bool = False,
+        weight_optimizer: torch.optim.Optimizer | None = None,
+        hvp_epsilon: float = 0.01,
+    ) -> None:
+        self.model = model
+        self.sampler = sampler
+        self.loss_fn = loss_fn
+        self.choices = find_choices(model)
+        self.arch_params = arch_parameters(model)
+        self.weight_params = weight_parameters(model, exclude=self.arch_params)
+        self.second_order = second_order
+        self.weight_optimizer = weight_optimizer
+        self.hvp_epsilon = hvp_epsilon
+        self.optimizer = torch.optim.Adam(self.arch_params, lr=lr, betas=betas, weight_decay=weight_decay)
+
+    def _loss(self, batch: Any) -> Tensor:
+        self.sampler.sample(self.choices)
+        return self.loss_fn(self.model, batch)
+
+    def arch_loss(self, batch: Any) -> Tensor:
+        """Return the architecture loss on ``batch`` (fresh sample, plus the sampler's regulariser)."""
+        loss = self._loss(batch)
+        regularization = self.sampler.regularization(self.choices)
+        return loss if regularization is None else loss + regularization
+
+    def step(self, arch_batch: Any, train_batch: Any = None, weight_lr: float | None = None) -> Tensor | None:
+        """Update the logits on ``arch_batch``; second order also needs ``train_batch`` and ``weight_lr``.
+
+        Returns the architecture loss (detached), or None when the sampler does not train logits.
+        """
+        if not self.sampler.trains_logits or not self.arch_params:
+            return None
+        if self.second_order:
+            if train_batch is None or weight_lr is None:
+                raise ValueError("the second-order architect needs train_batch and weight_lr")
+            loss, grads = self.unrolled_gradients(arch_batch, train_batch, weight_lr)
+        else:
+            loss = self.arch_loss(arch_batch)
+            grads = _gradients(loss, self.arch_params)
+        for param, grad in zip(self.arch_params, grads, strict=True):
+            param.grad = grad.detach()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    def _virtual_step(self, train_batch: Any, lr: float) -> None:
+        """Move the weights in place to ``w' = w - lr * (momentum * buffer + grad + wd * w)``."""
+        grads = _gradients(self._loss(train_batch), self.weight_params)
+        momentum, weight_decay, buffers = 0.0, 0.0, {}
+        if self.weight_optimizer is not None:
+            group = self.weight_optimizer.param_groups[0]
+            momentum = float(group.get("momentum", 0.0) or 0.0)
+            weight_decay = float(group.get("weight_decay", 0.0) or 0.0)
+            buffers = {
+                id(p): s["momentum_buffer"]
+                for p, s in self.weight_optimizer.state.items()
+                if "momentum_buffer" in s
+            }
+        with torch.no_grad():
+            for param, grad in zip(self.weight_params, grads, strict=True):
+                direction = grad + weight_decay * param
+                buffer = buffers.get(id(param))
+                if momentum and buffer is not None:
+                    direction = direction + momentum * buffer
+                param.sub_(lr * direction)
+
+    def _shift_weights(self, direction: Sequence[Tensor], scale: float) -> None:
+        with torch.no_grad():
+            for param, step in zip(self.weight_params, direction, strict=True):
+                param.add_(step, alpha=scale)
+
+    def unrolled_gradients(self, arch_batch: Any, train_batch: Any, lr: float) -> tuple[Tensor, list[Tensor]]:
+        """Return (arch loss at w', second-order gradient of the logits); leaves the weights unchanged."""
+        original = [p.detach().clone() for p in self.weight_params]
+        try:
+            self._virtual_step(train_batch, lr)
+            loss = self.arch_loss(arch_batch)
+            grads = _gradients(loss, self.arch_params + self.weight_params)
+            arch_grads, v = grads[: len(self.arch_params)], grads[len(self.arch_params) :]
+        finally:
+            with torch.no_grad():
+                for param, saved in zip(self.weight_params, original, strict=True):
+                    param.copy_(saved)
+        norm = torch.sqrt(sum((g.double() ** 2).sum() for g in v))
+        radius = self.hvp_epsilon / max(float(norm), 1e-12)
+        self._shift_weights(v, radius)
+        grads_plus = _gradients(self._loss(train_batch), self.arch_params)
+        self._shift_weights(v, -2 * radius)
+        grads_minus = _gradients(self._loss(train_batch), self.arch_params)
+        with torch.no_grad():
+            for param, saved in zip(self.weight_params, original, strict=True):
+                param.copy_(saved)
+        hessian_vector = [(gp - gm) / (2 * radius) for gp, gm in zip(grads_plus, grads_minus, strict=True)]
+        return loss, [g - lr * h for g, h in zip(arch_grads, hessian_vector, strict=True)]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the architecture optimizer's state."""
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the architecture optimizer's state."""
+        self.optimizer.load_state_dict(state)

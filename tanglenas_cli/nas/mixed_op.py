@@ -1,0 +1,107 @@
+"""Weight sharing (DARTS' MixedOp): separate candidate modules whose outputs are summed with the
+mixing weights. Used for ops that cannot entangle (zero, skip, pooling) and for the WS baseline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tanglenas_cli.nas.choices import WeightSource
+
+
+class Zero(nn.Module):
+    """The ``none`` operation: zeros of the output shape (spatial stride, optional channel count)."""
+
+    def __init__(self, stride: int = 1, out_channels: int | None = None) -> None:
+        super().__init__()
+        self.stride = stride
+        self.out_channels = out_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        shape = list(x.shape)
+        if self.out_channels is not None:
+            shape[1] = self.out_channels
+        return x.new_zeros(shape)
+
+
+def add_padded(total: Tensor | None, term: Tensor, pad_dim: int | None) -> Tensor:
+    """Return ``total + term``, zero-padding the narrower of the two along ``pad_dim`` if widths differ."""
+    if total is None:
+        return term
+    if pad_dim is not None and total.shape[pad_dim] != term.shape[pad_dim]:
+        width = max(total.shape[pad_dim], term.shape[pad_dim])
+        total, term = (_pad_to(t, pad_dim, width) for t in (total, term))
+    return total + term
+
+
+def _pad_to(tensor: Tensor, dim: int, width: int) -> Tensor:
+    missing = width - tensor.shape[dim]
+    if missing == 0:
+        return tensor
+    dim = dim % tensor.dim()
+    padding = [0, 0] * (tensor.dim() - dim - 1) + [0, missing]
+    return F.pad(tensor, padding)
+
+
+class MixedOp(nn.Module):
+    """``sum_o w_o * op_o(x)`` over separate candidate modules, with optional entangled groups.
+
+    ``candidates[i]`` is candidate ``i``'s module, or None when candidate ``i`` belongs to one of
+    ``groups``: ``(indices, module)`` pairs whose module reads its weights from a subset of the same
+    source (``choice.subset(indices)``), runs once for the whole group and weights its own output.
+    ``Zero`` candidates are skipped in the mixture (they add exactly zero to output and gradients).
+    With ``pad_dim`` set, outputs of different widths are zero-padded to the widest before summing.
+    """
+
+    def __init__(
+        self,
+        source: WeightSource,
+        candidates: Sequence[nn.Module | None],
+        groups: Sequence[tuple[Sequence[int], nn.Module]] = (),
+        pad_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        if len(candidates) != len(source):
+            raise ValueError(f"{len(candidates)} candidate modules for a source of {len(source)} candidates")
+        self._source = [source]
+        self.pad_dim = pad_dim
+        self.candidates = nn.ModuleList([op if op is not None else nn.Identity() for op in candidates])
+        self._is_plain = [op is not None for op in candidates]
+        self.groups = nn.ModuleList([module for _, module in groups])
+        self._group_of: dict[int, int] = {}
+        for number, (indices, _) in enumerate(groups):
+            for index in indices:
+                if self._is_plain[index] or index in self._group_of:
+                    raise ValueError(f"candidate {index} is claimed twice")
+                self._group_of[index] = number
+        missing = [i for i, plain in enumerate(self._is_plain) if not plain and i not in self._group_of]
+        if missing:
+            raise ValueError(f"candidates {missing} have neither a module nor a group")
+
+    @property
+    def source(self) -> WeightSource:
+        """The weight source of this op's candidates."""
+        return self._source[0]
+
+    def forward(self, x: Tensor) -> Tensor:
+        mixing = self.source.mixing()
+        weights = mixing.weights
+        if mixing.index is not None:
+            index = mixing.index
+            if self._is_plain[index]:
+                return weights[index] * self.candidates[index](x)
+            return self.groups[self._group_of[index]](x)
+        total: Tensor | None = None
+        for index, op in enumerate(self.candidates):
+            if self._is_plain[index] and not isinstance(op, Zero):
+                total = add_padded(total, weights[index] * op(x), self.pad_dim)
+        for group in self.groups:
+            total = add_padded(total, group(x), self.pad_dim)
+        if total is None:  # every candidate is Zero
+            zero_index = self._is_plain.index(True)
+            return self.candidates[zero_index](x) * weights.sum()
+        return total

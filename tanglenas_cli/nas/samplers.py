@@ -1,0 +1,221 @@
+"""Samplers: turn architecture logits into this step's mixing weights, one per optimizer.
+
+Every sampler owns a CPU ``torch.Generator`` for its randomness, so that the draws are
+reproducible, checkpointable and identical on every process started with the same seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from tanglenas_cli.nas.choices import Choice
+
+
+def sparsemax(logits: Tensor) -> Tensor:
+    """Return the Euclidean projection of ``logits`` onto the probability simplex (last dim)."""
+    sorted_logits, _ = torch.sort(logits, dim=-1, descending=True)
+    cumulative = sorted_logits.cumsum(dim=-1)
+    ranks = torch.arange(1, logits.shape[-1] + 1, device=logits.device, dtype=logits.dtype)
+    in_support = 1 + ranks * sorted_logits > cumulative
+    support_size = in_support.sum(dim=-1, keepdim=True)
+    threshold = (cumulative.gather(-1, support_size - 1) - 1) / support_size.to(logits.dtype)
+    return torch.clamp(logits - threshold, min=0)
+
+
+def one_hot(index: int, size: int, like: Tensor) -> Tensor:
+    """Return a one-hot vector with the dtype and device of ``like``."""
+    vector = torch.zeros(size, dtype=like.dtype, device=like.device)
+    vector[index] = 1
+    return vector
+
+
+class Sampler:
+    """Base class: ``sample(choices)`` sets every choice's mixing weights for one step."""
+
+    name: ClassVar[str] = ""
+    one_hot: ClassVar[bool] = False  # weights are one-hot: layers take the direct (sliced) path
+    trains_logits: ClassVar[bool] = True  # False: the architect leaves the logits alone (SPOS)
+
+    def __init__(self, seed: int = 0) -> None:
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def weights(self, logits: Tensor) -> tuple[Tensor, int | None]:
+        """Return (mixing weights, one-hot index or None) for one logit vector."""
+        raise NotImplementedError
+
+    def eval_weights(self, logits: Tensor) -> tuple[Tensor, int | None]:
+        """Return deterministic weights for validation: the expected/most likely architecture."""
+        return self.weights(logits)
+
+    def sample(self, choices: Iterable[Choice], training: bool = True) -> None:
+        """Draw this step's mixing weights for every choice (``training=False``: deterministic)."""
+        draw = self.weights if training else self.eval_weights
+        for choice in choices:
+            weights, index = draw(choice.arch_logits)
+            choice.set_mixing(weights, index)
+
+    def set_epoch(self, epoch: int, total_epochs: int) -> None:
+        """Update per-epoch state (GDAS temperature); ``epoch`` counts from 0."""
+
+    def regularization(self, choices: Iterable[Choice]) -> Tensor | None:
+        """Return an extra architecture-loss term, or None."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the sampler state (generator state and schedule values)."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state returned by :meth:`state_dict`."""
+        self.generator.set_state(state["generator"])
+
+
+class DartsSampler(Sampler):
+    """DARTS: softmax of the logits (sparsemax optionally, as in the paper's WE code)."""
+
+    name = "darts"
+
+    def __init__(self, seed: int = 0, activation: str = "softmax") -> None:
+        super().__init__(seed)
+        if activation not in ("softmax", "sparsemax"):
+            raise ValueError(f"unknown DARTS activation {activation!r}; choose softmax or sparsemax")
+        self.activation = activation
+
+    def weights(self, logits: Tensor) -> tuple[Tensor, int | None]:
+        if self.activation == "sparsemax":
+            return sparsemax(logits), None
+        return torch.softmax(logits, dim=-1), None
+
+
+class DrNASSampler(Sampler):
+    """DrNAS: a reparameterised sample of Dirichlet(elu(logits) + 1); optional KL regulariser."""
+
+    name = "drnas"
+
+    def __init__(self, seed: int = 0, kl_scale: float = 0.0) -> None:
+        super().__init__(seed)
+        self.kl_scale = kl_scale
+
+    @staticmethod
+    def concentration(logits: Tensor) -> Tensor:
+        """Return the Dirichlet concentration elu(logits) + 1."""
+        return F.elu(logits) + 1
+
+    def weights(self, logits: Tensor) -> tuple[Tensor, int | None]:
+        concentration = self.concentration(logits)
+        # Gamma draws are reparameterised (implicit gradients); drawing them on the CPU with our
+        # own generator keeps runs reproducible and identical across processes and devices.
+        gammas = torch._standard_gamma(concentration.float().cpu(), generator=self.generator)
+        gammas = gammas.clamp_min(torch.finfo(gammas.dtype).tiny)
+        sample = (gammas / gammas.sum(-1, keepdim=True)).to(device=logits.device, dtype=logits.dtype)
+        return sample, None
+
+    def eval_weights(self, logits: Tensor) -> tuple[Tensor, int | None]:
+        concentration = self.concentration(logits)
+        return concentration / concentration.sum(-1, keepdim=True), None
+
+    def regularization(self, choices: Iterable[Choice]) -> Tensor | None:
+        if self.kl_scale == 0:
+            return None
+        terms = []
+        for choice in choices:
+            concentration = self.concentration(choice.arch_logits)
+            posterior = torch.distributions.Dirichlet(concentration)
+            prior = torch.distributions.Dirichlet(torch.ones_like(concentration))
+            terms.append(torch.distributions.kl_divergence(posterior, prior))
+        if not terms:
+            return None
+        return self.kl_scale * torch.stack(terms).sum()
+
+
+class GDASSampler(Sampler):
+    """GDAS: straight-through hard Gumbel-softmax; temperature annealed linearly per epoch."""
+
+    name = "gdas"
+    one_hot = True
+
+    def __init__(self, seed: int = 0, tau_max: float = 10.0, tau_min: float = 0.1) -> None:
+        super().__init__(seed)
+        if not 0 < tau_min <= tau_max:
+            raise ValueError(f"GDAS needs 0 < tau_min <= tau_max, got {tau_min}, {tau_max}")
+        self.tau_max, self.tau_min = tau_max, tau_min
+        self.tau = tau_max
+
+    def set_epoch(self, epoch: int, total_epochs: int) -> None:
+        span = max(total_epochs - 1, 1)
+        self.tau = self.tau_max - (self.tau_max - self.tau_min) * min(epoch, span) / span
+
+    def weights(self, logits: Tensor) -> tuple[Tensor, int | None]:
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        while True:
+            exponential = torch.empty(logits.shape, dtype=torch.float32).exponential_(
+                generator=self.generator
+            )
+            gumbel = -exponential.log().to(logits.device)
+            soft = torch.softmax((log_probs + gumbel) / self.tau, dim=-1)
+            if torch.isfinite(soft).all() and torch.isfinite(gumbel).all():
+                break
+        index = int(soft.detach().argmax())
+        hard = one_hot(index, logits.shape[-1], soft) - soft.detach() + soft
+        return hard.to(logits.dtype), index
+
+    def eval_weights(self, logits: Tensor) -> tuple[Tensor, int | None]:
+        index = int(logits.detach().argmax())
+        return one_hot(index, logits.shape[-1], logits), index
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "tau": self.tau}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.tau = float(state["tau"])
+
+
+class SPOSSampler(Sampler):
+    """SPOS: a uniformly random one-hot per choice; the logits are never used or trained."""
+
+    name = "spos"
+    one_hot = True
+    trains_logits = False
+
+    def weights(self, logits: Tensor) -> tuple[Tensor, int | None]:
+        index = int(torch.randint(logits.shape[-1], (), generator=self.generator))
+        return one_hot(index, logits.shape[-1], logits.detach()), index
+
+    def eval_weights(self, logits: Tensor) -> tuple[Tensor, int | None]:
+        return self.weights(logits)
+
+
+class DiscreteSampler(Sampler):
+    """Discrete: the argmax candidate as a constant one-hot (fixed architecture)."""
+
+    name = "discrete"
+    one_hot = True
+    trains_logits = False
+
+    def weights(self, logits: Tensor) -> tuple[Tensor, int | None]:
+        index = int(logits.detach().argmax())
+        return one_hot(index, logits.shape[-1], logits.detach()), index
+
+
+SAMPLERS: dict[str, type[Sampler]] = {
+    "darts_v1": DartsSampler,
+    "darts_v2": DartsSampler,
+    "drnas": DrNASSampler,
+    "gdas": GDASSampler,
+    "spos": SPOSSampler,
+    "discrete": DiscreteSampler,
+}
+
+
+def make_sampler(optimizer: str, seed: int = 0, **options: Any) -> Sampler:
+    """Return the sampler of a one-shot optimizer (``darts_v1``, ``darts_v2``, ``drnas``, ``gdas``, ``spos``,
+    ``discrete``); ``options`` are that sampler's keyword arguments."""
+    if optimizer not in SAMPLERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(SAMPLERS)}")
+    return SAMPLERS[optimizer](seed=seed, **options)

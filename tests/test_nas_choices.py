@@ -1,0 +1,87 @@
+"""Choices, subsets, joint choices, and arch/weight parameter separation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from tanglenas_cli.nas import (
+    Choice,
+    DartsSampler,
+    EntangledLinear,
+    JointChoice,
+    SPOSSampler,
+    arch_parameters,
+    find_choices,
+    weight_parameters,
+)
+
+
+def test_joint_choice_outer_product_row_major():
+    a, b, c = Choice("a", [1, 2]), Choice("b", ["x", "y", "z"]), Choice("c", [True, False])
+    a.set_mixing(torch.tensor([0.25, 0.75]))
+    b.set_mixing(torch.tensor([0.1, 0.2, 0.7]))
+    c.set_mixing(torch.tensor([0.4, 0.6]))
+    joint = JointChoice([a, b, c])
+    assert joint.candidates[:3] == [(1, "x", True), (1, "x", False), (1, "y", True)]
+    expected = torch.einsum("i,j,k->ijk", a.mixing().weights, b.mixing().weights, c.mixing().weights).reshape(
+        -1
+    )
+    torch.testing.assert_close(joint.mixing().weights, expected)
+    assert joint.mixing().index is None
+
+
+def test_joint_one_hot_index_and_gradient_reaches_both():
+    a, b = Choice("a", [1, 2, 3]), Choice("b", [4, 5])
+    a.set_mixing(torch.tensor([0.0, 1.0, 0.0]), 1)
+    b.set_mixing(torch.tensor([0.0, 1.0]), 1)
+    joint = JointChoice([a, b])
+    assert joint.mixing().index == 3 and joint.candidates[3] == (2, 5)
+
+
+def test_subset_and_cache_follow_resampling():
+    choice = Choice("edge", ["none", "skip", "conv3", "conv1", "pool"])
+    group = choice.subset([2, 3])
+    choice.set_mixing(torch.tensor([0.1, 0.2, 0.3, 0.15, 0.25]))
+    torch.testing.assert_close(group.mixing().weights, torch.tensor([0.3, 0.15]))
+    choice.set_mixing(torch.tensor([0.0, 0.0, 0.0, 1.0, 0.0]), 3)
+    assert group.mixing().index == 1
+    choice.set_mixing(torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0]), 1)
+    assert group.mixing().index is None and group.mixing().weights.sum() == 0
+
+
+def test_mixing_before_sampling_is_an_error():
+    with pytest.raises(RuntimeError, match="sampler"):
+        Choice("x", [1, 2]).mixing()
+
+
+class SharedChoiceNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.width = Choice("width", [2, 4])
+        self.first = EntangledLinear(self.width, 3, [2, 4])
+        self.second = EntangledLinear(self.width, [2, 4], 1)
+
+    def forward(self, x):
+        return self.second(torch.relu(self.first(x)))
+
+
+def test_arch_and_weight_parameters_separate_by_identity():
+    net = SharedChoiceNet()
+    assert find_choices(net) == [net.width]
+    arch = arch_parameters(net)
+    assert len(arch) == 1 and arch[0] is net.width.arch_logits
+    weights = weight_parameters(net)
+    assert all(p is not net.width.arch_logits for p in weights)
+    assert len(weights) == 4  # two weights, two biases
+    # the shared choice appears once in the state dict (layers hold it without registering it)
+    assert [k for k in net.state_dict() if "arch_logits" in k] == ["width.arch_logits"]
+
+
+@pytest.mark.parametrize("sampler", [DartsSampler(), SPOSSampler()])
+def test_shared_choice_drives_both_layers(sampler):
+    net = SharedChoiceNet()
+    sampler.sample(find_choices(net))
+    out = net(torch.randn(5, 3))
+    assert out.shape == (5, 1)
