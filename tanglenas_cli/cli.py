@@ -1,12 +1,428 @@
-import typer
+"""The `tanglenas` command line: parse, build the config, call one engine function, print."""
 
-app = typer.Typer()
+import importlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
+
+from tanglenas_cli import __version__
+from tanglenas_cli.config import (
+    CONFIG_FILE,
+    INHERITED_BY_TRAIN,
+    build_config,
+    check_space_available,
+    default_data_root,
+    load_config,
+)
+from tanglenas_cli.console import print_error, print_result
+from tanglenas_cli.errors import UserError
+from tanglenas_cli.names import DATASETS, OPTIMIZERS, SPACES, check_name
+from tanglenas_cli.presets import list_presets
+
+ARCH_FILE = "arch.yaml"
+EVAL_SPLITS = ("test", "valid")
+
+
+class _Group(TyperGroup):
+    """Typer group that reports a UserError as one line on stderr and exits with code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as error:
+            print_error(str(error))
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(
+    name="tanglenas",
+    cls=_Group,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"tanglenas {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_show_version),
+    ] = False,
+) -> None:
+    """One-shot neural architecture search with weight entanglement (TangleNAS).
+
+    Flow: prepare-data, search, derive, then train and eval (or bench-query for a tabular benchmark).
+    """
+
+
+# ---------------------------------------------------------------------------------------------------
+# Options shared by several commands.
+
+SpaceOption = Annotated[
+    str | None,
+    typer.Option("--space", metavar="SPACE", help=f"Search space, one of: {', '.join(SPACES)}."),
+]
+DatasetOption = Annotated[
+    str | None, typer.Option("--dataset", metavar="DATASET", help=f"Dataset, one of: {', '.join(DATASETS)}.")
+]
+PresetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--preset",
+        metavar="NAME_OR_FILE",
+        help="Start from a preset: a name from `tanglenas presets` or the path of a .yaml file.",
+    ),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override one setting, applied last (repeatable). KEY is dotted, VALUE is YAML:"
+        " --set epochs=10 --set weight_optimizer.lr=0.1 --set space_options.C=8.",
+    ),
+]
+SeedOption = Annotated[
+    int | None, typer.Option("--seed", metavar="N", help="Seed of torch, numpy and Python RNGs.")
+]
+DataRootOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-root",
+        metavar="DIR",
+        help="Folder holding the datasets (default: $TANGLENAS_DATA_ROOT, else ~/.cache/tanglenas/data).",
+    ),
+]
+WandbOption = Annotated[
+    bool | None,
+    typer.Option("--wandb/--no-wandb", help="Log to Weights & Biases (default: off)."),
+]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Helpers: input checks, lazy engine imports, printing results.
+
+
+def _require_file(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path}")
+    return path
+
+
+def _require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise UserError(f"{what} not found: {path}")
+    return path
+
+
+def _engine_function(command: str, module_name: str, function_name: str) -> Callable[..., Any]:
+    """Return the engine function behind `command`; UserError while it is not implemented yet."""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        missing = error.name or ""
+        if missing.startswith("tanglenas_cli.") and f"{module_name}.".startswith(f"{missing}."):
+            raise UserError(f"'{command}' is not available yet") from None
+        raise
+    function = getattr(module, function_name, None)
+    if function is None:
+        raise UserError(f"'{command}' is not available yet")
+    return function
+
+
+# ---------------------------------------------------------------------------------------------------
+# Commands.
+
+
+@app.command("prepare-data")
+def prepare_data(
+    dataset: Annotated[
+        str, typer.Argument(metavar="DATASET", help=f"Dataset to prepare, one of: {', '.join(DATASETS)}.")
+    ],
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            metavar="PATH",
+            help="Use this local file or folder instead of downloading (for machines without internet).",
+        ),
+    ] = None,
+    data_root: DataRootOption = None,
+) -> None:
+    """Download (or unpack from --from) a dataset into the data root, so later runs work offline."""
+    check_name("dataset", dataset, DATASETS)
+    if source is not None and not source.exists():
+        raise UserError(f"--from path not found: {source}")
+    run_prepare = _engine_function("prepare-data", "tanglenas_cli.data.prepare", "run_prepare")
+    print_result(run_prepare(dataset, data_root=data_root or default_data_root(), source=source))
 
 
 @app.command()
-def search() -> None:
-    """Placeholder while installing."""
+def search(
+    space: SpaceOption = None,
+    optimizer: Annotated[
+        str | None,
+        typer.Option(
+            "--opt",
+            "--optimizer",
+            help=f"One-shot optimizer, one of: {', '.join(OPTIMIZERS)}.",
+        ),
+    ] = None,
+    dataset: DatasetOption = None,
+    preset: PresetOption = None,
+    overrides: SetOption = None,
+    seed: SeedOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            metavar="DIR",
+            help="Run directory (default: a folder under runs/ named after"
+            " space, optimizer, we or ws, dataset and seed).",
+        ),
+    ] = None,
+    ws: Annotated[
+        bool,
+        typer.Option(
+            "--ws", help="Weight sharing (separate weights per candidate) instead of weight entanglement."
+        ),
+    ] = False,
+    data_root: DataRootOption = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            metavar="RUN_DIR",
+            help="Continue an interrupted search from its run directory (uses its config.yaml).",
+        ),
+    ] = None,
+    benchmark: Annotated[
+        Path | None,
+        typer.Option(
+            "--benchmark",
+            metavar="FILE",
+            help="Tabular benchmark to query with the derived architecture after every epoch.",
+        ),
+    ] = None,
+    wandb: WandbOption = None,
+) -> None:
+    """Search an architecture: train the supernet's weights and architecture logits, write a run directory.
+
+    Settings resolve as defaults < --preset < flags (--space, --opt, ...) < --set KEY=VALUE.
+    """
+    base = None
+    if resume is not None:
+        if preset is not None:
+            raise UserError("--resume continues a run with its own config.yaml; drop --preset")
+        base = load_config(_require_dir(resume, "run directory to resume")).model_dump(mode="json")
+        if out is not None and out.resolve() != resume.resolve():
+            raise UserError(
+                f"--out {out} differs from --resume {resume}; a resumed run stays in its directory"
+            )
+        out = resume
+    flags = {
+        "space": space,
+        "optimizer": optimizer,
+        "dataset": dataset,
+        "seed": seed,
+        "out_dir": out,
+        "entangle": False if ws else None,
+        "data_root": data_root,
+        "benchmark": benchmark,
+        "logging.wandb": wandb,
+    }
+    cfg = build_config(preset=preset, flags=flags, overrides=overrides or (), base=base)
+    if cfg.benchmark is not None:
+        _require_file(cfg.benchmark, "benchmark file")
+    check_space_available(cfg.space)
+    run_search = _engine_function("search", "tanglenas_cli.engine.search", "run_search")
+    print_result(run_search(cfg, resume=resume))
+
+
+@app.command()
+def derive(
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="Run directory written by `tanglenas search`.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", metavar="FILE", help=f"Where to write the architecture (default: RUN_DIR/{ARCH_FILE})."
+        ),
+    ] = None,
+) -> None:
+    """Derive the final architecture of a search run from its architecture logits and write arch.yaml."""
+    cfg = load_config(_require_dir(run_dir, "run directory"))
+    check_space_available(cfg.space)
+    run_derive = _engine_function("derive", "tanglenas_cli.engine.derive", "run_derive")
+    print_result(run_derive(run_dir, out=out))
+
+
+@app.command()
+def train(
+    target: Annotated[
+        Path,
+        typer.Argument(
+            metavar="ARCH_YAML_OR_RUN_DIR",
+            help=f"An architecture file, or a run directory holding {ARCH_FILE} (from `tanglenas derive`).",
+        ),
+    ],
+    space: SpaceOption = None,
+    dataset: DatasetOption = None,
+    preset: PresetOption = None,
+    overrides: SetOption = None,
+    seed: SeedOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            metavar="DIR",
+            help="Directory for the trained checkpoint and metrics.",
+        ),
+    ] = None,
+    data_root: DataRootOption = None,
+    wandb: WandbOption = None,
+) -> None:
+    """Train a derived architecture from scratch and write its checkpoint.
+
+    Space, dataset and data settings come from the search's config.yaml beside the architecture file.
+
+    Everything else resolves as defaults < --preset < flags < --set KEY=VALUE.
+    """
+    arch_file = target / ARCH_FILE if target.is_dir() else target
+    _require_file(arch_file, "architecture file")
+    search_config = arch_file.parent / CONFIG_FILE
+    base = None
+    if search_config.is_file():
+        searched = load_config(search_config).model_dump(mode="json")
+        base = {key: searched[key] for key in INHERITED_BY_TRAIN}
+    flags = {
+        "space": space,
+        "dataset": dataset,
+        "seed": seed,
+        "out_dir": out,
+        "data_root": data_root,
+        "logging.wandb": wandb,
+    }
+    cfg = build_config(preset=preset, flags=flags, overrides=overrides or (), base=base)
+    check_space_available(cfg.space)
+    run_train = _engine_function("train", "tanglenas_cli.engine.train", "run_train")
+    print_result(run_train(arch_file, cfg))
+
+
+@app.command("eval")
+def evaluate(
+    checkpoint: Annotated[
+        Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint written by `tanglenas train`.")
+    ],
+    split: Annotated[
+        str,
+        typer.Option(
+            "--split", metavar="SPLIT", help=f"Split to evaluate, one of: {', '.join(EVAL_SPLITS)}."
+        ),
+    ] = "test",
+    data_root: DataRootOption = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", metavar="N", help="Evaluation batch size (default: the training one)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Evaluate a trained checkpoint (accuracy or loss) on the test or validation split."""
+    _require_file(checkpoint, "checkpoint")
+    check_name("split", split, EVAL_SPLITS)
+    if batch_size is not None and batch_size <= 0:
+        raise UserError(f"invalid value for --batch-size: {batch_size} (expected a number > 0)")
+    run_eval = _engine_function("eval", "tanglenas_cli.engine.evaluate", "run_eval")
+    print_result(run_eval(checkpoint, split=split, data_root=data_root, batch_size=batch_size), as_json)
+
+
+@app.command("bench-query")
+def bench_query(
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="TARGET",
+            help=f"An {ARCH_FILE}, a run directory, or an architecture string"
+            " (e.g. an NB201 string |nor_conv_3x3~0|+|...|).",
+        ),
+    ],
+    benchmark: Annotated[
+        Path | None,
+        typer.Option(
+            "--benchmark",
+            metavar="FILE",
+            help="Tabular benchmark file to query (required).",
+        ),
+    ] = None,
+    space: Annotated[
+        str | None,
+        typer.Option(
+            "--space",
+            help="Space of an architecture string (default: guessed from the target).",
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            metavar="DATASET",
+            help="Dataset column of benchmarks that hold several (default: the run's dataset).",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the benchmark entry as JSON.")] = False,
+) -> None:
+    """Look up an architecture's accuracy (and cost) in a tabular benchmark, without training it."""
+    if benchmark is None:
+        raise UserError("bench-query needs --benchmark FILE (the tabular benchmark to query)")
+    _require_file(benchmark, "benchmark file")
+    if space is not None:
+        check_name("space", space, SPACES)
+    if dataset is not None:
+        check_name("dataset", dataset, DATASETS)
+    arch: Path | str = target
+    if Path(target).exists():
+        arch = Path(target)
+    elif target.endswith((".yaml", ".yml", ".json")):
+        raise UserError(f"architecture file not found: {target}")
+    run_bench_query = _engine_function("bench-query", "tanglenas_cli.benchmarks.query", "run_bench_query")
+    print_result(run_bench_query(arch, benchmark=benchmark, space=space, dataset=dataset), as_json)
+
+
+@app.command("presets")
+def presets_command() -> None:
+    """List the shipped presets and what each one runs (use one with `tanglenas search --preset NAME`)."""
+    listing = list_presets()
+    if not listing:
+        raise UserError("no presets found (the presets folder is missing from this installation)")
+    table = Table(title="tanglenas presets")
+    table.add_column("preset", style="bold", no_wrap=True, min_width=max(len(name) for name, _ in listing))
+    table.add_column("description")
+    for name, description in listing:
+        table.add_row(Text(name), Text(description))
+    Console(highlight=False).print(table)
 
 
 def main() -> None:
-    app()
+    """Run the `tanglenas` command line (console-script entry point)."""
+    try:
+        app()
+    except UserError as error:
+        print_error(str(error))
+        sys.exit(2)

@@ -1,0 +1,330 @@
+"""One validated run config: defaults < preset < command-line flags < `--set key=value` overrides."""
+
+import copy
+import difflib
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
+
+from tanglenas_cli.errors import UserError
+from tanglenas_cli.names import DATASETS, OPTIMIZERS, SPACES, unknown_name_message
+from tanglenas_cli.presets import load_preset
+from tanglenas_cli.validation import invalid_error, one_line, unknown_name_error
+from tanglenas_cli.yamlio import parse_yaml_value, read_yaml_mapping, write_yaml_atomic
+
+CONFIG_FILE = "config.yaml"
+DATA_ROOT_ENV = "TANGLENAS_DATA_ROOT"
+
+# Strict numbers: `epochs: true` or `lr: "fast"` is an error, not 1 or a silent cast.
+PositiveInt = Annotated[int, Strict(), Field(gt=0)]
+NonNegativeInt = Annotated[int, Strict(), Field(ge=0)]
+PositiveFloat = Annotated[float, Strict(), Field(gt=0)]
+NonNegativeFloat = Annotated[float, Strict(), Field(ge=0)]
+Beta = Annotated[float, Strict(), Field(ge=0, lt=1)]
+StrictBool = Annotated[bool, Strict()]
+
+
+class _Section(BaseModel):
+    """Base of every config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class WeightOptimizerConfig(_Section):
+    """Optimizer of the network weights and its learning-rate schedule (stepped once per epoch)."""
+
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: PositiveFloat = 0.025
+    lr_min: NonNegativeFloat = 0.001
+    momentum: Beta = 0.9
+    nesterov: StrictBool = False
+    weight_decay: NonNegativeFloat = 3e-4
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: NonNegativeInt = 0
+
+
+class ArchOptimizerConfig(_Section):
+    """Adam on the architecture logits."""
+
+    lr: PositiveFloat = 3e-4
+    betas: tuple[Beta, Beta] = (0.5, 0.999)
+    weight_decay: NonNegativeFloat = 1e-3
+
+
+class SamplerConfig(_Section):
+    """Settings of the samplers that turn architecture logits into mixing weights."""
+
+    tau_max: PositiveFloat = 10.0
+    tau_min: PositiveFloat = 0.1
+    darts_activation: Literal["softmax", "sparsemax"] = "softmax"
+    drnas_reg: Literal["l2", "kl"] = "l2"
+    drnas_reg_scale: NonNegativeFloat = 1e-3
+
+    @model_validator(mode="after")
+    def _tau_order(self) -> "SamplerConfig":
+        if self.tau_min > self.tau_max:
+            raise invalid_error(f"tau_min ({self.tau_min}) must not exceed tau_max ({self.tau_max})")
+        return self
+
+
+class LoggingConfig(_Section):
+    """Where and how often a run reports progress."""
+
+    wandb: StrictBool = False
+    wandb_project: str = "tanglenas"
+    log_every: PositiveInt = 20
+    progress: StrictBool = True
+
+
+def _check_known(kind: str, value: str, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise unknown_name_error(unknown_name_message(kind, value, allowed))
+    return value
+
+
+class RunConfig(_Section):
+    """Everything one search (or training) run needs; written to `config.yaml` in the run directory."""
+
+    space: str
+    optimizer: str = "drnas"
+    dataset: str
+    data_root: Path | None = None
+    train_portion: Annotated[float, Strict(), Field(gt=0, le=1)] = 0.5
+    epochs: PositiveInt = 50
+    batch_size: PositiveInt = 64
+    seed: Annotated[int, Strict(), Field(ge=0, lt=2**32)] = 9001
+    entangle: StrictBool = True
+    out_dir: Path | None = None
+    num_workers: NonNegativeInt = 0
+    grad_clip: PositiveFloat | None = 5.0
+    weight_optimizer: WeightOptimizerConfig = Field(default_factory=WeightOptimizerConfig)
+    arch_optimizer: ArchOptimizerConfig = Field(default_factory=ArchOptimizerConfig)
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    space_options: dict[str, Any] = Field(default_factory=dict)
+    dataset_options: dict[str, Any] = Field(default_factory=dict)
+    benchmark: Path | None = None
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @field_validator("space")
+    @classmethod
+    def _known_space(cls, value: str) -> str:
+        return _check_known("space", value, SPACES)
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, value: str) -> str:
+        return _check_known("optimizer", value, OPTIMIZERS)
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, value: str) -> str:
+        return _check_known("dataset", value, DATASETS)
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> "RunConfig":
+        if self.weight_optimizer.warmup_epochs > self.epochs:
+            raise invalid_error(
+                f"weight_optimizer.warmup_epochs ({self.weight_optimizer.warmup_epochs})"
+                f" must not exceed epochs ({self.epochs})"
+            )
+        return self
+
+
+# ---------------------------------------------------------------------------------------------------
+# Keys: check them against the schema before validation, so a typo gets a suggestion.
+
+
+def _section_of(model: type[BaseModel], key: str) -> type[BaseModel] | None:
+    annotation = model.model_fields[key].annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _is_free_form(model: type[BaseModel], key: str) -> bool:
+    return get_origin(model.model_fields[key].annotation) is dict
+
+
+def _all_keys(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[str]:
+    keys = []
+    for key in model.model_fields:
+        section = _section_of(model, key)
+        keys.extend(_all_keys(section, f"{prefix}{key}.") if section else [f"{prefix}{key}"])
+    return keys
+
+
+def _unknown_key_message(prefix: Sequence[str], key: object, model: type[BaseModel], source: str) -> str:
+    valid = list(model.model_fields)
+    dotted = ".".join([*prefix, str(key)])
+    suggestions = [".".join([*prefix, match]) for match in difflib.get_close_matches(str(key), valid, n=1)]
+    if not suggestions:  # `lr` -> `weight_optimizer.lr` or `arch_optimizer.lr`
+        suggestions = [full for full in _all_keys() if full.endswith(f".{key}")]
+    if not suggestions:
+        suggestions = difflib.get_close_matches(dotted, _all_keys(), n=1)
+    hint = f"; did you mean {' or '.join(repr(s) for s in suggestions)}?" if suggestions else ""
+    level = f" under '{'.'.join(prefix)}'" if prefix else ""
+    return f"unknown setting '{dotted}'{source}{hint} (valid keys{level}: {', '.join(valid)})"
+
+
+def _check_mapping(
+    mapping: Mapping[Any, Any], source: str, model: type[BaseModel] = RunConfig, prefix: tuple[str, ...] = ()
+) -> None:
+    for key, value in mapping.items():
+        if not isinstance(key, str) or key not in model.model_fields:
+            raise UserError(_unknown_key_message(prefix, key, model, source))
+        section = _section_of(model, key)
+        if section is not None and isinstance(value, Mapping):
+            _check_mapping(value, source, section, (*prefix, key))
+
+
+def _check_key_path(parts: Sequence[str], source: str) -> None:
+    model: type[BaseModel] = RunConfig
+    for depth, part in enumerate(parts):
+        if part not in model.model_fields:
+            raise UserError(_unknown_key_message(parts[:depth], part, model, source))
+        if _is_free_form(model, part):
+            return  # space_options.* and dataset_options.* are checked later by the space / dataset
+        section = _section_of(model, part)
+        if section is None:
+            if depth < len(parts) - 1:
+                single = ".".join(parts[: depth + 1])
+                raise UserError(
+                    f"unknown setting '{'.'.join(parts)}'{source}: '{single}' is a single setting,"
+                    f" not a group; use {single}=VALUE"
+                )
+            return
+        model = section
+
+
+def validate_config(data: Mapping[str, Any], hints: Mapping[str, str] | None = None) -> RunConfig:
+    """Return `data` validated as a RunConfig; UserError with one line if any setting is bad."""
+    _check_mapping(data, "")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        raise UserError(one_line(error, hints)) from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Building a config from a preset, flags and overrides.
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Return the dotted key (as parts) and the YAML-parsed value of one `--set key=value`."""
+    key, separator, raw_value = text.partition("=")
+    parts = key.strip().split(".")
+    if not separator or not all(part.strip() for part in parts):
+        raise UserError(f"bad --set {text!r}: expected KEY=VALUE, e.g. --set epochs=10")
+    parts = [part.strip() for part in parts]
+    return parts, parse_yaml_value(raw_value, f"the value of --set {text!r}")
+
+
+def _set_path(data: dict[str, Any], parts: Sequence[str], value: Any) -> None:
+    node = data
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[parts[-1]] = value
+
+
+def _merge(target: dict[str, Any], update: Mapping[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+_MISSING_HINTS = {"space": "pass --space or --preset", "dataset": "pass --dataset or --preset"}
+
+# What `tanglenas train` takes from the search run whose arch.yaml it trains; the rest (epochs, lr,
+# space_options such as the number of cells) differs between search and training from scratch.
+INHERITED_BY_TRAIN = ("space", "dataset", "data_root", "dataset_options")
+
+
+def build_config(
+    preset: str | None = None,
+    flags: Mapping[str, Any] | None = None,
+    overrides: Sequence[str] = (),
+    base: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Return the validated config: defaults < base < preset < flags < `--set` overrides.
+
+    `flags` maps dotted keys (`seed`, `logging.wandb`) to values; None means "not given".
+    `base` is an earlier config (e.g. the one of a run being resumed).
+    """
+    data: dict[str, Any] = copy.deepcopy(dict(base)) if base else {}
+    if preset is not None:
+        loaded = load_preset(preset)
+        _check_mapping(loaded.settings, f" in preset {loaded.path}")
+        _merge(data, loaded.settings)
+    for key, value in (flags or {}).items():
+        if value is not None:
+            _set_path(data, key.split("."), value)
+    for text in overrides:
+        parts, value = parse_override(text)
+        _check_key_path(parts, f" in --set {text!r}")
+        _set_path(data, parts, value)
+    return validate_config(data, _MISSING_HINTS)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Files and derived paths.
+
+
+def write_config(cfg: RunConfig, path: Path) -> None:
+    """Write the resolved config as YAML to `path` (atomically)."""
+    header = "# tanglenas run config (resolved: defaults < preset < flags < --set)\n"
+    write_yaml_atomic(cfg.model_dump(mode="json"), Path(path), header)
+
+
+def load_config(path: Path) -> RunConfig:
+    """Return the config stored in `path` (a config.yaml, or a run directory holding one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG_FILE
+    data = read_yaml_mapping(path, "config file")
+    try:
+        return validate_config(data)
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
+
+
+def default_data_root() -> Path:
+    """Return $TANGLENAS_DATA_ROOT if set, else ~/.cache/tanglenas/data."""
+    from_env = os.environ.get(DATA_ROOT_ENV, "").strip()
+    return Path(from_env).expanduser() if from_env else Path.home() / ".cache" / "tanglenas" / "data"
+
+
+def resolve_data_root(cfg: RunConfig) -> Path:
+    """Return the folder that holds the datasets for `cfg`."""
+    return cfg.data_root.expanduser() if cfg.data_root is not None else default_data_root()
+
+
+def resolve_out_dir(cfg: RunConfig) -> Path:
+    """Return the run directory: `out_dir`, else runs/{space}-{optimizer}-{we|ws}-{dataset}-s{seed}."""
+    if cfg.out_dir is not None:
+        return cfg.out_dir.expanduser()
+    mode = "we" if cfg.entangle else "ws"
+    return Path.cwd() / "runs" / f"{cfg.space}-{cfg.optimizer}-{mode}-{cfg.dataset}-s{cfg.seed}"
+
+
+def available_spaces() -> list[str]:
+    """Return the names of the search spaces that are implemented (registered), sorted."""
+    from tanglenas_cli.spaces import SPACE_REGISTRY
+
+    return sorted(SPACE_REGISTRY)
+
+
+def check_space_available(space: str) -> None:
+    """Raise UserError if the known space `space` has no implementation yet."""
+    available = available_spaces()
+    if space not in available:
+        raise UserError(
+            f"space '{space}' is not available yet (available now: {', '.join(available) or 'none'})"
+        )

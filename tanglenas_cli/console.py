@@ -1,0 +1,35 @@
+"""Terminal output of the CLI: one-line errors on stderr, results as tables or JSON."""
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+
+def print_error(message: str) -> None:
+    """Print `message` as one `error:` line on stderr."""
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    console.print(Text.assemble(("error: ", "bold red"), " ".join(message.split())))
+
+
+def print_result(result: Any, as_json: bool = False) -> None:
+    """Print what an engine function returned: a mapping as a table (or JSON), anything else as text."""
+    if result is None:
+        return
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    console = Console(highlight=False)
+    if isinstance(result, Mapping):
+        table = Table(show_header=False, box=None)
+        table.add_column(style="bold")
+        table.add_column()
+        for key, value in result.items():
+            table.add_row(Text(str(key)), Text(str(value)))
+        console.print(table)
+    else:
+        console.print(str(result), markup=False)

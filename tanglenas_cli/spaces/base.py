@@ -1,0 +1,97 @@
+"""The interface every search space provides to the engine."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from torch import nn
+
+from tanglenas_cli.errors import UserError
+from tanglenas_cli.nas import Choice, find_choices
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What a space needs to know about the data: classes and one input's (C, H, W)."""
+
+    num_classes: int
+    input_shape: tuple[int, int, int]
+
+
+class SearchSpace:
+    """A search space: builds the supernet (WE or WS), derives and builds discrete networks.
+
+    Subclasses set ``name``, ``Options`` (a dataclass of space settings with defaults) and implement
+    the abstract methods. An architecture is a plain, YAML-serialisable dict.
+    """
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type] = object
+    benchmark_file: ClassVar[str | None] = None  # the tabular benchmark's default file name
+    default_dataset: ClassVar[str] = ""
+
+    def __init__(self, data: DataShape, options: Mapping[str, Any] | None = None) -> None:
+        self.data = data
+        self.options = parse_options(self.Options, options or {}, self.name)
+
+    def build_supernet(self, entangle: bool = True) -> nn.Module:
+        """Return the supernet: weight entanglement (WE) or weight sharing (WS, one module per candidate)."""
+        raise NotImplementedError
+
+    def derive(self, choices: Mapping[str, Choice]) -> dict[str, Any]:
+        """Return the architecture given by the largest logit of every choice."""
+        raise NotImplementedError
+
+    def build_network(self, arch: Mapping[str, Any]) -> nn.Module:
+        """Return the discrete network of ``arch``, freshly initialised, for training from scratch."""
+        raise NotImplementedError
+
+    def validate(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        """Return ``arch`` normalised, or raise UserError saying what is wrong with it."""
+        raise NotImplementedError
+
+    def benchmark_key(self, arch: Mapping[str, Any]) -> str | None:
+        """Return the tabular-benchmark key of ``arch`` (None when the space has no benchmark)."""
+        return None
+
+    def all_architectures(self) -> list[dict[str, Any]] | None:
+        """Return every architecture of the space when it is small enough to list (else None)."""
+        return None
+
+    def describe(self, arch: Mapping[str, Any]) -> str:
+        """Return a one-line description of ``arch``."""
+        return str(dict(arch))
+
+
+def choices_by_name(model: nn.Module) -> dict[str, Choice]:
+    """Return the Choices of ``model`` keyed by their names."""
+    return {choice.name: choice for choice in find_choices(model)}
+
+
+def parse_options(options_type: type, values: Mapping[str, Any], space: str) -> Any:
+    """Return ``options_type(**values)``, turning unknown keys and wrong types into a UserError."""
+    if options_type is object:
+        if values:
+            raise UserError(f"space {space!r} takes no space_options (got {', '.join(values)})")
+        return None
+    known = {f.name: f for f in fields(options_type)}
+    for key, value in values.items():
+        if key not in known:
+            raise UserError(
+                f"unknown space_options key {key!r} for space {space!r}; "
+                f"allowed: {', '.join(known) or 'none'}"
+            )
+        expected = known[key].type if isinstance(known[key].type, type) else type(known[key].default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise UserError(
+                f"space_options.{key}={value!r} has the wrong type for space {space!r}; "
+                f"expected {expected.__name__}"
+            )
+    result = options_type(**values)
+    if hasattr(result, "check"):
+        result.check()
+    return result
