@@ -24,7 +24,7 @@ from tanglenas_cli.config import (
 )
 from tanglenas_cli.console import print_error, print_result
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.names import DATASETS, OPTIMIZERS, SPACES, check_name
+from tanglenas_cli.names import DATASETS, OPTIMIZERS, PREPARE_ONLY, SPACES, check_name
 from tanglenas_cli.presets import list_presets
 
 ARCH_FILE = "arch.yaml"
@@ -153,7 +153,10 @@ def _engine_function(command: str, module_name: str, function_name: str) -> Call
 @app.command("prepare-data")
 def prepare_data(
     dataset: Annotated[
-        str, typer.Argument(metavar="DATASET", help=f"Dataset to prepare, one of: {', '.join(DATASETS)}.")
+        str,
+        typer.Argument(
+            metavar="DATASET", help=f"What to prepare, one of: {', '.join(DATASETS + PREPARE_ONLY)}."
+        ),
     ],
     source: Annotated[
         Path | None,
@@ -166,10 +169,10 @@ def prepare_data(
     data_root: DataRootOption = None,
 ) -> None:
     """Download (or unpack from --from) a dataset into the data root, so later runs work offline."""
-    check_name("dataset", dataset, DATASETS)
+    check_name("dataset", dataset, DATASETS + PREPARE_ONLY)
     if source is not None and not source.exists():
         raise UserError(f"--from path not found: {source}")
-    run_prepare = _engine_function("prepare-data", "tanglenas_cli.data.prepare", "run_prepare")
+    run_prepare = _engine_function("prepare-data", "tanglenas_cli.engine.prepare", "run_prepare")
     print_result(run_prepare(dataset, data_root=data_root or default_data_root(), source=source))
 
 
@@ -266,12 +269,21 @@ def derive(
             "--out", metavar="FILE", help=f"Where to write the architecture (default: RUN_DIR/{ARCH_FILE})."
         ),
     ] = None,
+    epoch: Annotated[
+        int | None,
+        typer.Option(
+            "--epoch",
+            metavar="N",
+            min=1,
+            help="Take the architecture recorded after epoch N (trajectory.jsonl), not the last checkpoint.",
+        ),
+    ] = None,
 ) -> None:
     """Derive the final architecture of a search run from its architecture logits and write arch.yaml."""
     cfg = load_config(_require_dir(run_dir, "run directory"))
     check_space_available(cfg.space)
     run_derive = _engine_function("derive", "tanglenas_cli.engine.derive", "run_derive")
-    print_result(run_derive(run_dir, out=out))
+    print_result(run_derive(run_dir, out=out, epoch=epoch))
 
 
 @app.command()
@@ -401,7 +413,7 @@ def bench_query(
         arch = Path(target)
     elif target.endswith((".yaml", ".yml", ".json")):
         raise UserError(f"architecture file not found: {target}")
-    run_bench_query = _engine_function("bench-query", "tanglenas_cli.benchmarks.query", "run_bench_query")
+    run_bench_query = _engine_function("bench-query", "tanglenas_cli.engine.bench_query", "run_bench_query")
     print_result(run_bench_query(arch, benchmark=benchmark, space=space, dataset=dataset), as_json)
 
 

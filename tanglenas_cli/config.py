@@ -2,13 +2,13 @@
 
 import copy
 import difflib
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 
+from tanglenas_cli.data.paths import default_data_root
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.names import DATASETS, OPTIMIZERS, SPACES, unknown_name_message
 from tanglenas_cli.presets import load_preset
@@ -16,7 +16,6 @@ from tanglenas_cli.validation import invalid_error, one_line, unknown_name_error
 from tanglenas_cli.yamlio import parse_yaml_value, read_yaml_mapping, write_yaml_atomic
 
 CONFIG_FILE = "config.yaml"
-DATA_ROOT_ENV = "TANGLENAS_DATA_ROOT"
 
 # Strict numbers: `epochs: true` or `lr: "fast"` is an error, not 1 or a silent cast.
 PositiveInt = Annotated[int, Strict(), Field(gt=0)]
@@ -293,12 +292,6 @@ def load_config(path: Path) -> RunConfig:
         return validate_config(data)
     except UserError as error:
         raise UserError(f"{path}: {error}") from None
-
-
-def default_data_root() -> Path:
-    """Return $TANGLENAS_DATA_ROOT if set, else ~/.cache/tanglenas/data."""
-    from_env = os.environ.get(DATA_ROOT_ENV, "").strip()
-    return Path(from_env).expanduser() if from_env else Path.home() / ".cache" / "tanglenas" / "data"
 
 
 def resolve_data_root(cfg: RunConfig) -> Path:

@@ -28,6 +28,8 @@ DATASETS: tuple[str, ...] = (
     "tinystories",
     "text",
 )
+# Things `prepare-data` fetches that are not datasets of a run.
+PREPARE_ONLY: tuple[str, ...] = ("toy-benchmarks",)
 
 
 def unknown_name_message(kind: str, value: object, allowed: Sequence[str]) -> str:

@@ -105,8 +105,8 @@ def no_engines(monkeypatch: pytest.MonkeyPatch) -> None:
         "tanglenas_cli.engine.derive",
         "tanglenas_cli.engine.train",
         "tanglenas_cli.engine.evaluate",
-        "tanglenas_cli.benchmarks.query",
-        "tanglenas_cli.data.prepare",
+        "tanglenas_cli.engine.bench_query",
+        "tanglenas_cli.engine.prepare",
     ):
         monkeypatch.setitem(sys.modules, module_name, None)
 
@@ -298,7 +298,7 @@ def test_derive_calls_the_engine(engine: Callable, tmp_path: Path) -> None:
     calls = engine("tanglenas_cli.engine.derive", "run_derive", tmp_path / "run" / "arch.yaml")
     result = invoke("derive", make_run_dir(tmp_path / "run"))
     assert result.exit_code == 0, result.output
-    assert calls == [((tmp_path / "run",), {"out": None})]
+    assert calls == [((tmp_path / "run",), {"out": None, "epoch": None})]
     assert "arch.yaml" in result.stdout
 
 
@@ -359,7 +359,7 @@ def test_bench_query_checks_its_inputs(tmp_path: Path) -> None:
 
 
 def test_bench_query_passes_strings_and_paths(engine: Callable, tmp_path: Path) -> None:
-    calls = engine("tanglenas_cli.benchmarks.query", "run_bench_query", {"test_acc": 93.76})
+    calls = engine("tanglenas_cli.engine.bench_query", "run_bench_query", {"test_acc": 93.76})
     bench = tmp_path / "bench.csv"
     bench.write_text("")
     arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -382,7 +382,7 @@ def test_prepare_data_checks_its_inputs(tmp_path: Path) -> None:
 def test_prepare_data_calls_the_engine(
     engine: Callable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = engine("tanglenas_cli.data.prepare", "run_prepare")
+    calls = engine("tanglenas_cli.engine.prepare", "run_prepare")
     monkeypatch.setenv("TANGLENAS_DATA_ROOT", str(tmp_path / "data"))
     assert invoke("prepare-data", "digits").exit_code == 0
     assert calls == [(("digits",), {"data_root": tmp_path / "data", "source": None})]

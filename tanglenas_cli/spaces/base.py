@@ -20,6 +20,10 @@ class DataShape:
     input_shape: tuple[int, int, int]
 
 
+NO_DATA = DataShape(num_classes=1, input_shape=(1, 1, 1))
+"""A placeholder data shape for spaces used only to derive, validate or key architectures."""
+
+
 class SearchSpace:
     """A search space: builds the supernet (WE or WS), derives and builds discrete networks.
 

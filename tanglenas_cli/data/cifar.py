@@ -1,0 +1,165 @@
+"""CIFAR-10 / CIFAR-100 through torchvision: loading from DATA_ROOT/cifar10|cifar100 and preparing them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torchvision import transforms
+from torchvision.datasets import CIFAR10, CIFAR100
+
+from tanglenas_cli.data.cutout import Cutout
+from tanglenas_cli.data.download import download
+from tanglenas_cli.data.files import (
+    copy_tree,
+    is_tar_archive,
+    one_line,
+    replace_dir,
+    safe_extract_tar,
+    staging_dir,
+)
+from tanglenas_cli.data.info import DatasetInfo
+from tanglenas_cli.data.options import int_option, read_options
+from tanglenas_cli.data.paths import dataset_dir, prepare_command
+from tanglenas_cli.errors import UserError
+
+MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
+STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
+DEFAULTS: dict[str, Any] = {"cutout": 0}
+IMAGE_SIDE = 32
+CROP_PADDING = 4
+OFFICIAL_SIZES = (50_000, 10_000)
+_VARIANTS: dict[str, tuple[type[CIFAR10], int, str]] = {
+    "cifar10": (CIFAR10, 10, "CIFAR-10"),
+    "cifar100": (CIFAR100, 100, "CIFAR-100"),
+}
+_READ_ERRORS = (RuntimeError, OSError, EOFError, ValueError, KeyError, IndexError)
+
+
+def _variant(name: str) -> tuple[type[CIFAR10], int, str]:
+    if name not in _VARIANTS:
+        raise UserError(f"unknown CIFAR dataset {name!r}; choose one of: {', '.join(_VARIANTS)}")
+    return _VARIANTS[name]
+
+
+def batches_folder(name: str, data_root: Path) -> Path:
+    """Return where torchvision expects the python batches, e.g. DATA_ROOT/cifar10/cifar-10-batches-py."""
+    return dataset_dir(data_root, name) / _variant(name)[0].base_folder
+
+
+def _how_to_prepare(name: str, data_root: Path) -> str:
+    dataset_class = _variant(name)[0]
+    return (
+        f"run `{prepare_command(name, data_root)}` (needs internet)"
+        f" or `{prepare_command(name, data_root, 'PATH')}` with PATH the official {dataset_class.filename}"
+        f" or its extracted {dataset_class.base_folder} folder;"
+        f" it ends up in {batches_folder(name, data_root)}"
+    )
+
+
+def _transforms(augment: bool, cutout: int) -> tuple[Any, Any]:
+    normalise = [transforms.ToTensor(), transforms.Normalize(MEAN, STD)]
+    test_transform = transforms.Compose(normalise)
+    if not augment:
+        return test_transform, test_transform
+    steps = [
+        transforms.RandomCrop(IMAGE_SIDE, padding=CROP_PADDING),
+        transforms.RandomHorizontalFlip(),
+        *normalise,
+    ]
+    if cutout > 0:
+        steps.append(Cutout(cutout))
+    return transforms.Compose(steps), test_transform
+
+
+def build_cifar(
+    name: str, data_root: Path, options: Mapping[str, Any] | None = None, augment: bool = True
+) -> tuple[CIFAR10, CIFAR10, DatasetInfo]:
+    """Return (train, test, info): crop 32 pad 4 + flip (+ cutout if > 0) for training, Normalize for both."""
+    dataset_class, num_classes, title = _variant(name)
+    settings = read_options(name, options, DEFAULTS)
+    cutout = int_option(name, "cutout", settings["cutout"])
+    root = dataset_dir(data_root, name)
+    if not (root / dataset_class.base_folder).is_dir():
+        raise UserError(
+            f"{title} not found in {batches_folder(name, data_root)}; {_how_to_prepare(name, data_root)}"
+        )
+    train_transform, test_transform = _transforms(augment, cutout)
+    try:
+        train = dataset_class(str(root), train=True, transform=train_transform, download=False)
+        test = dataset_class(str(root), train=False, transform=test_transform, download=False)
+    except _READ_ERRORS as error:
+        raise UserError(
+            f"{title} in {batches_folder(name, data_root)} is incomplete or corrupted"
+            f" ({one_line(error, 100)}); {_how_to_prepare(name, data_root)}"
+        ) from None
+    info = DatasetInfo(name, num_classes, (3, IMAGE_SIDE, IMAGE_SIDE), MEAN, STD)
+    return train, test, info
+
+
+def _find_batches(folder: Path, base_folder: str) -> Path | None:
+    for candidate in (folder / base_folder, *sorted(folder.glob(f"*/{base_folder}"))):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def _stage_source(name: str, source: Path, staging: Path) -> None:
+    dataset_class, _, title = _variant(name)
+    base_folder, archive_name, meta_name = (
+        dataset_class.base_folder,
+        dataset_class.filename,
+        dataset_class.meta["filename"],
+    )
+    staged = staging / base_folder
+    if source.is_dir() and (source / meta_name).is_file():
+        copy_tree(source, staged)  # the extracted batches folder itself
+        return
+    if source.is_dir() and _find_batches(source, base_folder) is not None:
+        copy_tree(_find_batches(source, base_folder), staged)
+        return
+    archive = source / archive_name if source.is_dir() else source
+    if not is_tar_archive(archive):
+        raise UserError(
+            f"--from {source} is neither the official {archive_name}"
+            f" nor a folder holding {base_folder} for {title}"
+        )
+    extracted = staging / "extracted"
+    safe_extract_tar(archive, extracted)
+    found = _find_batches(extracted, base_folder)
+    if found is None:
+        raise UserError(f"{archive} holds no {base_folder} folder; is it the official {archive_name}?")
+    found.rename(staged)
+
+
+def _verify(name: str, root: Path, origin: str) -> tuple[int, int]:
+    dataset_class, _, title = _variant(name)
+    try:
+        counts = tuple(len(dataset_class(str(root), train=train, download=False)) for train in (True, False))
+    except _READ_ERRORS as error:
+        raise UserError(
+            f"the {title} files from {origin} do not match the official {dataset_class.filename}"
+            f" ({one_line(error, 100)})"
+        ) from None
+    return counts[0], counts[1]
+
+
+def prepare_cifar(name: str, data_root: Path, source: Path | None = None) -> str:
+    """Put CIFAR-10/100 into DATA_ROOT/NAME (download, or the official tar.gz or folder `source`); verify."""
+    dataset_class, _, title = _variant(name)
+    target = batches_folder(name, data_root)
+    with staging_dir(dataset_dir(data_root, name)) as staging:
+        if source is None:
+            offline = (
+                f"without internet run `{prepare_command(name, data_root, 'PATH')}` with PATH the official"
+                f" {dataset_class.filename} (or its extracted {dataset_class.base_folder} folder)"
+            )
+            download(title, lambda: dataset_class(str(staging), train=True, download=True), offline)
+            origin = "the download"
+        else:
+            _stage_source(name, Path(source).expanduser(), staging)
+            origin = str(source)
+        train_count, test_count = _verify(name, staging, origin)
+        replace_dir(staging / dataset_class.base_folder, target)
+    return f"{name}: {train_count:,} train / {test_count:,} test images in {target}"

@@ -1,0 +1,132 @@
+"""The user's own images in ROOT/train/<class>/* and ROOT/test/<class>/* (torchvision ImageFolder)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from torchvision import transforms
+from torchvision.datasets import ImageFolder
+
+from tanglenas_cli.data.files import (
+    copy_tree,
+    is_tar_archive,
+    one_line,
+    replace_dir,
+    safe_extract_tar,
+    staging_dir,
+)
+from tanglenas_cli.data.info import DatasetInfo
+from tanglenas_cli.data.options import floats_option, int_option, read_options
+from tanglenas_cli.data.paths import dataset_dir, prepare_command
+from tanglenas_cli.errors import UserError
+
+NAME = "imagefolder"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CHANNELS = 3
+SPLITS = ("train", "test")
+DEFAULTS: dict[str, Any] = {"path": None, "size": None, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+LAYOUT = "ROOT/train/<class>/<image> and ROOT/test/<class>/<image> (same class folders in both)"
+
+
+def _scan(split_dir: Path) -> ImageFolder:
+    try:
+        return ImageFolder(str(split_dir))
+    except (FileNotFoundError, OSError) as error:
+        raise UserError(
+            f"no images found under {split_dir} ({one_line(error, 100)}); expected {LAYOUT}"
+        ) from None
+
+
+def _check_layout(root: Path, hint: str) -> tuple[ImageFolder, ImageFolder]:
+    missing = [str(root / split) for split in SPLITS if not (root / split).is_dir()]
+    if missing:
+        raise UserError(f"image folder not found: {', '.join(missing)} missing; expected {LAYOUT}; {hint}")
+    train, test = _scan(root / "train"), _scan(root / "test")
+    if train.classes != test.classes:
+        only = sorted(set(train.classes) ^ set(test.classes))
+        raise UserError(
+            f"{root}: train/ and test/ need the same class folders; differing: {', '.join(only[:5])}"
+        )
+    return train, test
+
+
+def _native_size(path: str) -> tuple[int, int]:
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except OSError as error:
+        raise UserError(f"cannot read image {path}: {one_line(error, 100)}") from None
+    return height, width
+
+
+def build_imagefolder(
+    data_root: Path, options: Mapping[str, Any] | None = None, augment: bool = True
+) -> tuple[ImageFolder, ImageFolder, DatasetInfo]:
+    """Return (train, test, info): resize to `size` (default: the first image's size), crop + flip."""
+    settings = read_options(NAME, options, DEFAULTS)
+    if settings["path"] is not None and not isinstance(settings["path"], (str, Path)):
+        raise UserError(f"dataset option path={settings['path']!r} for {NAME} must be a folder path")
+    root = (
+        Path(settings["path"]).expanduser() if settings["path"] is not None else dataset_dir(data_root, NAME)
+    )
+    prepare = prepare_command(NAME, data_root, "DIR_OR_TAR")
+    hint = f"put your images there, set dataset_options.path, or run `{prepare}`"
+    mean = floats_option(NAME, "mean", settings["mean"], CHANNELS)
+    std = floats_option(NAME, "std", settings["std"], CHANNELS, positive=True)
+    size = None if settings["size"] is None else int_option(NAME, "size", settings["size"], minimum=1)
+    train, test = _check_layout(root, hint)
+    height, width = _native_size(train.samples[0][0]) if size is None else (size, size)
+    resize_normalise = [
+        transforms.Resize((height, width)),
+        transforms.ToTensor(),
+        transforms.Normalize(mean, std),
+    ]
+    test.transform = transforms.Compose(resize_normalise)
+    if augment:
+        crop = transforms.RandomCrop((height, width), padding=min(height, width) // 8)
+        train.transform = transforms.Compose(
+            [resize_normalise[0], crop, transforms.RandomHorizontalFlip(), *resize_normalise[1:]]
+        )
+    else:
+        train.transform = transforms.Compose(resize_normalise)
+    info = DatasetInfo(NAME, len(train.classes), (CHANNELS, height, width), mean, std)
+    return train, test, info
+
+
+def _find_root(folder: Path) -> Path | None:
+    candidates = [folder, *sorted(child for child in folder.iterdir() if child.is_dir())]
+    for candidate in candidates:
+        if all((candidate / split).is_dir() for split in SPLITS):
+            return candidate
+    return None
+
+
+def prepare_imagefolder(data_root: Path, source: Path | None = None) -> str:
+    """Copy (folder) or safely extract (tar) `source` holding train/ and test/ into DATA_ROOT/imagefolder."""
+    if source is None:
+        raise UserError(f"imagefolder needs --from DIR_OR_TAR holding {LAYOUT.replace('ROOT/', '')}")
+    source = Path(source).expanduser()
+    target = dataset_dir(data_root, NAME)
+    with staging_dir(Path(data_root).expanduser()) as staging:
+        unpacked = staging / "unpacked"
+        if source.is_dir():
+            found = _find_root(source)
+            if found is None:
+                raise UserError(f"--from {source} holds no train/ and test/ folders; expected {LAYOUT}")
+            copy_tree(found, unpacked)
+            root: Path | None = unpacked
+        elif is_tar_archive(source):
+            safe_extract_tar(source, unpacked)
+            root = _find_root(unpacked)
+            if root is None:
+                raise UserError(f"--from {source} holds no train/ and test/ folders; expected {LAYOUT}")
+        else:
+            raise UserError(f"--from {source} must be a folder or a tar archive holding train/ and test/")
+        train, test = _check_layout(root, f"check --from {source}")
+        replace_dir(root, target)
+    classes = len(train.classes)
+    return f"imagefolder: {len(train):,} train / {len(test):,} test images, {classes} classes, in {target}"

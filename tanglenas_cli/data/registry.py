@@ -1,0 +1,34 @@
+"""build_datasets: one entry point from a dataset name to (train set, test set, info)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from tanglenas_cli.data.cifar import build_cifar
+from tanglenas_cli.data.digits import build_digits
+from tanglenas_cli.data.fashion_mnist import build_fashion_mnist
+from tanglenas_cli.data.imagefolder import build_imagefolder
+from tanglenas_cli.data.info import DatasetInfo
+from tanglenas_cli.data.names import check_available
+from tanglenas_cli.data.synthetic import build_synthetic
+
+
+def build_datasets(
+    name: str, data_root: Path, options: Mapping[str, Any] | None = None, augment: bool = True
+) -> tuple[Dataset, Dataset, DatasetInfo]:
+    """Return (train set, test set, info) of dataset `name`; `augment` toggles training augmentation only."""
+    check_available(name)
+    data_root = Path(data_root).expanduser()
+    if name == "digits":
+        return build_digits(options)
+    if name == "synthetic":
+        return build_synthetic(options)
+    if name == "fashion_mnist":
+        return build_fashion_mnist(data_root, options)
+    if name in ("cifar10", "cifar100"):
+        return build_cifar(name, data_root, options, augment)
+    return build_imagefolder(data_root, options, augment)

@@ -1,0 +1,78 @@
+"""``tanglenas derive``: the final architecture of a search run, from its checkpoint or trajectory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tanglenas_cli.config import load_config
+from tanglenas_cli.engine import run_dir as files
+from tanglenas_cli.engine.checkpoint import load_checkpoint
+from tanglenas_cli.errors import UserError
+from tanglenas_cli.spaces import SPACE_REGISTRY
+from tanglenas_cli.spaces.base import NO_DATA, DataShape, SearchSpace, choices_by_name
+
+
+def space_from_state(space: str, data_shape: dict[str, Any], options: dict[str, Any]) -> SearchSpace:
+    """Return the space of a checkpoint, built for the data shape stored in it."""
+    shape = DataShape(int(data_shape["num_classes"]), tuple(int(v) for v in data_shape["input_shape"]))  # type: ignore[arg-type]
+    return SPACE_REGISTRY[space](shape, options)
+
+
+def derive_from_checkpoint(run_dir: Path) -> tuple[SearchSpace, dict[str, Any]]:
+    """Return the space and the argmax architecture of the search checkpoint in ``run_dir``."""
+    cfg = load_config(run_dir)
+    state = load_checkpoint(run_dir / files.CHECKPOINT, kind="search")
+    space = space_from_state(cfg.space, state["data_shape"], cfg.space_options)
+    model = space.build_supernet(entangle=cfg.entangle)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise UserError(
+            f"checkpoint in {run_dir} does not match its config: {str(error).splitlines()[0]}"
+        ) from None
+    return space, space.derive(choices_by_name(model))
+
+
+def derive_from_trajectory(run_dir: Path, epoch: int) -> dict[str, Any]:
+    """Return the architecture recorded after ``epoch`` (counted from 1) in trajectory.jsonl."""
+    records = files.read_jsonl(run_dir / files.TRAJECTORY)
+    for record in records:
+        if record.get("epoch") == epoch - 1:
+            return record["architecture"]
+    raise UserError(f"{run_dir / files.TRAJECTORY} has no epoch {epoch} (it has 1..{len(records)})")
+
+
+def run_derive(run_dir: Path, out: Path | None = None, epoch: int | None = None) -> dict[str, Any]:
+    """Derive the architecture of a search run, write it as arch.yaml and return a summary."""
+    cfg = load_config(run_dir)
+    if epoch is not None:
+        space = SPACE_REGISTRY[cfg.space](NO_DATA, cfg.space_options)
+        arch = space.validate(derive_from_trajectory(run_dir, epoch))
+        method = f"argmax of the architecture logits after epoch {epoch}"
+    elif cfg.optimizer in ("spos", "discrete"):
+        arch_file = run_dir / files.ARCH
+        if not arch_file.is_file():
+            raise UserError(f"{cfg.optimizer} does not train logits; finish the search to get {arch_file}")
+        stored = files.read_arch(arch_file)
+        space = SPACE_REGISTRY[cfg.space](NO_DATA, cfg.space_options)
+        arch, method = space.validate(stored["architecture"]), stored.get("derived_by", "search")
+    else:
+        space, arch = derive_from_checkpoint(run_dir)
+        method = "argmax of the architecture logits"
+    key = space.benchmark_key(arch)
+    target = out or run_dir / files.ARCH
+    files.write_arch(
+        target,
+        cfg.space,
+        arch,
+        key,
+        dataset=cfg.dataset,
+        space_options=dict(cfg.space_options),
+        derived_by=method,
+    )
+    result: dict[str, Any] = {"space": cfg.space, "architecture": space.describe(arch)}
+    if key is not None:
+        result["benchmark_key"] = key
+    result.update({"derived_by": method, "written": str(target)})
+    return result

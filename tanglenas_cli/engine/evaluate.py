@@ -1,0 +1,54 @@
+"""``tanglenas eval``: top-1/top-5 and loss of a trained checkpoint on the test (or valid) split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tanglenas_cli.config import resolve_data_root, validate_config
+from tanglenas_cli.data import build_datasets, search_splits
+from tanglenas_cli.engine import run_dir as files
+from tanglenas_cli.engine.checkpoint import load_checkpoint
+from tanglenas_cli.engine.derive import space_from_state
+from tanglenas_cli.engine.evaluation import count_parameters, evaluate
+from tanglenas_cli.engine.loaders import epoch_loader
+from tanglenas_cli.errors import UserError
+
+
+def run_eval(
+    checkpoint: Path, split: str = "test", data_root: Path | None = None, batch_size: int | None = None
+) -> dict[str, Any]:
+    """Evaluate the network in ``checkpoint`` (a model.pt from ``train``, or its directory)."""
+    path = checkpoint / files.MODEL if checkpoint.is_dir() else checkpoint
+    state = load_checkpoint(path, kind="trained")
+    cfg = validate_config(state["config"])
+    if data_root is not None:
+        cfg = cfg.model_copy(update={"data_root": data_root})
+    space = space_from_state(state["space"], state["data_shape"], cfg.space_options)
+    model = space.build_network(state["architecture"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise UserError(f"{path} does not match its architecture: {str(error).splitlines()[0]}") from None
+    root = resolve_data_root(cfg)
+    train_set, test_set, _ = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=False)
+    dataset = test_set if split == "test" else search_splits(train_set, cfg.train_portion)[1]
+    if len(dataset) == 0:
+        raise UserError(f"the {split} split of {cfg.dataset} is empty")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    loader = epoch_loader(dataset, batch_size or cfg.batch_size, seed=0, shuffle=False)
+    metrics = evaluate(model.to(device), loader, device)
+    return {
+        "checkpoint": str(path),
+        "space": state["space"],
+        "architecture": space.describe(state["architecture"]),
+        "dataset": cfg.dataset,
+        "split": split,
+        "samples": len(dataset),
+        "top1": round(metrics["top1"], 3),
+        "top5": round(metrics["top5"], 3),
+        "loss": round(metrics["loss"], 5),
+        "params": count_parameters(model),
+    }

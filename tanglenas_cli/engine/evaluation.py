@@ -1,0 +1,51 @@
+"""Evaluation of a network on a data loader: loss and top-k accuracy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def correct_top_k(logits: Tensor, targets: Tensor, k: int = 1) -> int:
+    """Return how many rows of ``logits`` have their target among the ``k`` largest entries."""
+    k = min(k, logits.shape[-1])
+    top = logits.topk(k, dim=-1).indices
+    return int((top == targets[:, None]).any(dim=-1).sum())
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[Any],
+    device: torch.device,
+    before_forward: Callable[[], None] | None = None,
+    max_batches: int | None = None,
+) -> dict[str, float]:
+    """Return mean loss, top-1 and top-5 accuracy (%) of ``model`` over ``batches`` (eval mode)."""
+    was_training = model.training
+    model.eval()
+    loss_sum, top1, top5, count = 0.0, 0, 0, 0
+    for number, (inputs, targets) in enumerate(batches):
+        if max_batches is not None and number >= max_batches:
+            break
+        inputs, targets = inputs.to(device), targets.to(device)
+        if before_forward is not None:
+            before_forward()
+        logits = model(inputs).float()
+        loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
+        top1 += correct_top_k(logits, targets, 1)
+        top5 += correct_top_k(logits, targets, 5)
+        count += len(targets)
+    model.train(was_training)
+    if count == 0:
+        return {"loss": float("nan"), "top1": float("nan"), "top5": float("nan")}
+    return {"loss": loss_sum / count, "top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count}
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Return the number of trainable parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,108 @@
+"""Builds what a run needs from its config: data, space, sampler, optimizers, learning-rate schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from timm.scheduler import CosineLRScheduler
+from torch import nn
+from torch.utils.data import Dataset, Subset
+
+from tanglenas_cli.config import RunConfig, resolve_data_root
+from tanglenas_cli.data import DatasetInfo, build_datasets, search_splits
+from tanglenas_cli.errors import UserError
+from tanglenas_cli.nas import Sampler, make_sampler
+from tanglenas_cli.spaces import SPACE_REGISTRY
+from tanglenas_cli.spaces.base import DataShape, SearchSpace
+
+
+@dataclass
+class SearchData:
+    """The three splits of a search: weights (augmented), arch (augmented), and arch for validation."""
+
+    weight_split: Dataset
+    arch_split: Dataset
+    valid_split: Dataset
+    info: DatasetInfo
+
+
+def load_search_data(cfg: RunConfig) -> SearchData:
+    """Return the weight / arch splits of the training set (first ``train_portion`` / the rest)."""
+    root = resolve_data_root(cfg)
+    train_set, _, info = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=True)
+    plain_train, _, _ = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=False)
+    weight_split, arch_split = search_splits(train_set, cfg.train_portion)
+    valid_split = Subset(plain_train, list(arch_split.indices))
+    if len(weight_split) == 0:
+        raise UserError(f"train_portion={cfg.train_portion} leaves no training data for the weights")
+    return SearchData(weight_split, arch_split, valid_split, info)
+
+
+def data_shape(info: DatasetInfo) -> DataShape:
+    """Return what a space needs to know about a dataset."""
+    return DataShape(num_classes=info.num_classes, input_shape=tuple(info.input_shape))  # type: ignore[arg-type]
+
+
+def make_space(name: str, info: DatasetInfo, options: dict | None) -> SearchSpace:
+    """Return the search space ``name`` for data described by ``info``."""
+    if name not in SPACE_REGISTRY:
+        raise UserError(f"space {name!r} is not available (available: {', '.join(sorted(SPACE_REGISTRY))})")
+    return SPACE_REGISTRY[name](data_shape(info), options or {})
+
+
+def make_sampler_for(cfg: RunConfig) -> Sampler:
+    """Return the sampler of the config's one-shot optimizer."""
+    options: dict = {}
+    if cfg.optimizer.startswith("darts"):
+        options["activation"] = cfg.sampler.darts_activation
+    elif cfg.optimizer == "drnas":
+        options["kl_scale"] = cfg.sampler.drnas_reg_scale if cfg.sampler.drnas_reg == "kl" else 0.0
+    elif cfg.optimizer == "gdas":
+        options.update(tau_max=cfg.sampler.tau_max, tau_min=cfg.sampler.tau_min)
+    return make_sampler(cfg.optimizer, seed=cfg.seed, **options)
+
+
+def arch_weight_decay(cfg: RunConfig) -> float:
+    """Return the arch optimizer's weight decay (DrNAS: its l2 regulariser, or 0 with the KL one)."""
+    if cfg.optimizer == "drnas":
+        return cfg.sampler.drnas_reg_scale if cfg.sampler.drnas_reg == "l2" else 0.0
+    return cfg.arch_optimizer.weight_decay
+
+
+def make_weight_optimizer(cfg: RunConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    """Return the weight optimizer (SGD, Adam or AdamW) of the config."""
+    spec = cfg.weight_optimizer
+    params = list(params)
+    if spec.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov, weight_decay=spec.weight_decay
+        )
+    optimizer_type = torch.optim.Adam if spec.name == "adam" else torch.optim.AdamW
+    return optimizer_type(params, lr=spec.lr, betas=tuple(spec.betas), weight_decay=spec.weight_decay)
+
+
+class EpochSchedule:
+    """Learning rate per epoch: cosine from lr to lr_min over the run (timm), or constant."""
+
+    def __init__(self, cfg: RunConfig, optimizer: torch.optim.Optimizer) -> None:
+        spec = cfg.weight_optimizer
+        self.optimizer = optimizer
+        self.scheduler = None
+        if spec.schedule == "cosine":
+            self.scheduler = CosineLRScheduler(
+                optimizer,
+                t_initial=cfg.epochs,
+                lr_min=spec.lr_min,
+                warmup_t=spec.warmup_epochs,
+                warmup_lr_init=spec.lr_min,
+                warmup_prefix=spec.warmup_epochs > 0,
+                t_in_epochs=True,
+            )
+
+    def set_epoch(self, epoch: int) -> float:
+        """Set and return the learning rate of ``epoch`` (counted from 0)."""
+        if self.scheduler is not None:
+            self.scheduler.step(epoch)
+        return float(self.optimizer.param_groups[0]["lr"])

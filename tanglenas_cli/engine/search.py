@@ -1,0 +1,345 @@
+"""The bilevel search loop, one for every space: arch step on an arch-split batch, then weight step.
+
+Writes the run directory (config.yaml, metrics.jsonl, trajectory.jsonl, checkpoint.pt, arch.yaml,
+summary.json, mixing_weights.png). A checkpoint is written atomically after every epoch; ``--resume``
+continues from it and, with the same seed on a CPU, ends exactly where an uninterrupted run ends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+
+from tanglenas_cli.config import RunConfig, resolve_out_dir, write_config
+from tanglenas_cli.engine import run_dir as files
+from tanglenas_cli.engine.checkpoint import (
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+)
+from tanglenas_cli.engine.evaluation import count_parameters, evaluate
+from tanglenas_cli.engine.factory import (
+    EpochSchedule,
+    arch_weight_decay,
+    load_search_data,
+    make_sampler_for,
+    make_space,
+    make_weight_optimizer,
+)
+from tanglenas_cli.engine.loaders import CyclingLoader, epoch_loader
+from tanglenas_cli.engine.lookup import BenchmarkLookup
+from tanglenas_cli.engine.plot import plot_trajectories
+from tanglenas_cli.engine.progress import RunProgress
+from tanglenas_cli.engine.spos import spos_random_search
+from tanglenas_cli.engine.tracker import Tracker
+from tanglenas_cli.errors import UserError
+from tanglenas_cli.nas import Architect, Choice, weight_parameters
+from tanglenas_cli.spaces.base import SearchSpace, choices_by_name
+
+
+def classification_loss(model: torch.nn.Module, batch: Any) -> torch.Tensor:
+    """Cross-entropy of ``model`` on an (inputs, targets) batch."""
+    inputs, targets = batch
+    return F.cross_entropy(model(inputs), targets)
+
+
+def mixing_summary(choices: Mapping[str, Choice]) -> dict[str, dict[str, float]]:
+    """Return softmax(logits) per choice, keyed by candidate."""
+    return {
+        name: {
+            str(c): round(float(p), 6) for c, p in zip(choice.candidates, choice.probabilities(), strict=True)
+        }
+        for name, choice in choices.items()
+    }
+
+
+class SearchRun:
+    """Everything one search holds; :meth:`run` executes the remaining epochs."""
+
+    def __init__(self, cfg: RunConfig, resume: Path | None = None) -> None:
+        self.cfg = cfg
+        self.out = resolve_out_dir(cfg)
+        self.resuming = resume is not None
+        checkpoint_file = self.out / files.CHECKPOINT
+        if not self.resuming and checkpoint_file.exists():
+            raise UserError(
+                f"{self.out} already holds a search run; pass --resume {self.out} or another --out"
+            )
+        checkpoint = load_checkpoint(checkpoint_file, kind="search") if self.resuming else None
+        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        self.device = self.accelerator.device
+        seed_everything(cfg.seed)
+        self.data = load_search_data(cfg)
+        self.space: SearchSpace = make_space(cfg.space, self.data.info, cfg.space_options)
+        self.model = self.space.build_supernet(entangle=cfg.entangle).to(self.device)
+        self.choices = choices_by_name(self.model)
+        self.sampler = make_sampler_for(cfg)
+        self.weight_optimizer = make_weight_optimizer(cfg, weight_parameters(self.model))
+        self.schedule = EpochSchedule(cfg, self.weight_optimizer)
+        self.architect = Architect(
+            self.model,
+            self.sampler,
+            self._arch_loss,
+            lr=cfg.arch_optimizer.lr,
+            betas=tuple(cfg.arch_optimizer.betas),
+            weight_decay=arch_weight_decay(cfg),
+            second_order=cfg.optimizer == "darts_v2",
+            weight_optimizer=self.weight_optimizer,
+        )
+        self.trains_logits = self.sampler.trains_logits
+        self.arch_stream = None
+        if self.trains_logits:
+            if len(self.data.arch_split) == 0:
+                raise UserError(f"train_portion={cfg.train_portion} leaves no arch split for {cfg.optimizer}")
+            self.arch_stream = CyclingLoader(self.data.arch_split, cfg.batch_size, cfg.seed, cfg.num_workers)
+        self.lookup = BenchmarkLookup.for_config(cfg, self.space)
+        self.start_epoch = 0
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        else:
+            self.out.mkdir(parents=True, exist_ok=True)
+            for name in (files.METRICS, files.TRAJECTORY):
+                (self.out / name).unlink(missing_ok=True)
+        write_config(cfg, self.out / files.CONFIG)
+
+    def _arch_loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        inputs, targets = (t.to(self.device) for t in batch)
+        return classification_loss(model, (inputs, targets))
+
+    def _state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "kind": "search",
+            "epoch": epoch,
+            "config": self.cfg.model_dump(mode="json"),
+            "data_shape": {
+                "num_classes": self.data.info.num_classes,
+                "input_shape": list(self.data.info.input_shape),
+            },
+            "model": self.model.state_dict(),
+            "weight_optimizer": self.weight_optimizer.state_dict(),
+            "arch_optimizer": self.architect.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "arch_stream": self.arch_stream.state_dict() if self.arch_stream else None,
+            "rng": rng_state(),
+            "file_sizes": {
+                name: files.file_size(self.out / name) for name in (files.METRICS, files.TRAJECTORY)
+            },
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        saved = state.get("config", {})
+        for key in ("space", "optimizer", "dataset", "entangle", "space_options", "dataset_options"):
+            if saved.get(key) != self.cfg.model_dump(mode="json").get(key):
+                raise UserError(f"cannot resume: {key} differs from the checkpoint's ({saved.get(key)!r})")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.weight_optimizer.load_state_dict(state["weight_optimizer"])
+            self.architect.load_state_dict(state["arch_optimizer"])
+        except (RuntimeError, KeyError, ValueError) as error:
+            raise UserError(
+                f"checkpoint does not match this supernet: {str(error).splitlines()[0]}"
+            ) from None
+        self.sampler.load_state_dict(state["sampler"])
+        if self.arch_stream is not None and state.get("arch_stream"):
+            self.arch_stream.load_state_dict(state["arch_stream"])
+        set_rng_state(state["rng"])
+        for name, size in state["file_sizes"].items():
+            files.truncate(self.out / name, int(size))
+        self.start_epoch = int(state["epoch"])
+
+    def _train_epoch(
+        self, epoch: int, lr: float, progress: RunProgress, tracker: Tracker
+    ) -> dict[str, float]:
+        cfg = self.cfg
+        loader = epoch_loader(
+            self.data.weight_split, cfg.batch_size, seed=cfg.seed * 1_000 + epoch, num_workers=cfg.num_workers
+        )
+        progress.start_epoch(epoch, len(loader))
+        params = self.architect.weight_params
+        self.model.train()
+        totals = {"loss": 0.0, "correct": 0, "count": 0, "arch_loss": 0.0, "arch_steps": 0}
+        for step, (inputs, targets) in enumerate(loader):
+            inputs, targets = inputs.to(self.device), targets.to(self.device)
+            if self.arch_stream is not None:
+                arch_loss = self.architect.step(next(self.arch_stream), (inputs, targets), weight_lr=lr)
+                if arch_loss is not None:
+                    totals["arch_loss"] += float(arch_loss)
+                    totals["arch_steps"] += 1
+            self.sampler.sample(self.choices.values())
+            logits = self.model(inputs)
+            loss = F.cross_entropy(logits, targets)
+            self.weight_optimizer.zero_grad(set_to_none=True)
+            self.accelerator.backward(loss, inputs=params)
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            self.weight_optimizer.step()
+            batch = len(targets)
+            totals["loss"] += float(loss.detach()) * batch
+            totals["correct"] += int((logits.argmax(-1) == targets).sum())
+            totals["count"] += batch
+            running_loss = totals["loss"] / totals["count"]
+            running_acc = 100.0 * totals["correct"] / totals["count"]
+            progress.step(f"loss {running_loss:.3f} acc {running_acc:.1f}%")
+            if (step + 1) % cfg.logging.log_every == 0:
+                tracker.log(
+                    {
+                        "kind": "step",
+                        "epoch": epoch,
+                        "step": step + 1,
+                        "train_loss": running_loss,
+                        "train_acc": running_acc,
+                        "lr": lr,
+                    }
+                )
+        result = {
+            "train_loss": totals["loss"] / max(totals["count"], 1),
+            "train_acc": 100.0 * totals["correct"] / max(totals["count"], 1),
+        }
+        if totals["arch_steps"]:
+            result["arch_loss"] = totals["arch_loss"] / totals["arch_steps"]
+        return result
+
+    def _validate(self) -> dict[str, float]:
+        loader = epoch_loader(
+            self.data.valid_split,
+            self.cfg.batch_size,
+            seed=0,
+            shuffle=False,
+            num_workers=self.cfg.num_workers,
+        )
+        # one deterministic architecture for the whole pass: the expected / most likely one
+        self.sampler.sample(self.choices.values(), training=False)
+        return evaluate(self.model, loader, self.device)
+
+    def _record_epoch(
+        self, epoch: int, seconds: float, train: dict, valid: dict, lr: float, tracker: Tracker
+    ) -> dict:
+        arch = self.space.derive(self.choices)
+        key = self.space.benchmark_key(arch)
+        queried = self.lookup.query(key) if self.lookup else None
+        record = {
+            "kind": "epoch",
+            "epoch": epoch,
+            **train,
+            "valid_loss": valid["loss"],
+            "valid_acc": valid["top1"],
+            "lr": lr,
+            "seconds": round(seconds, 3),
+        }
+        if hasattr(self.sampler, "tau"):
+            record["tau"] = self.sampler.tau
+        if queried:
+            record.update({f"benchmark_{k}": v for k, v in queried.items() if isinstance(v, int | float)})
+        tracker.log(record)
+        files.append_jsonl(
+            self.out / files.TRAJECTORY,
+            {
+                "epoch": epoch,
+                "architecture": arch,
+                "benchmark_key": key,
+                "probabilities": mixing_summary(self.choices),
+                "logits": {
+                    n: [round(float(v), 6) for v in c.arch_logits.detach()] for n, c in self.choices.items()
+                },
+            },
+        )
+        return record
+
+    def run(self) -> dict[str, Any]:
+        """Run the remaining epochs; return the summary."""
+        cfg = self.cfg
+        if self.start_epoch >= cfg.epochs:
+            return self._finish()
+        mode = "we" if cfg.entangle else "ws"
+        tracker = Tracker(
+            self.out / files.METRICS,
+            cfg.logging.wandb,
+            cfg.logging.wandb_project,
+            f"{mode}_{cfg.space}_{cfg.optimizer}_{cfg.dataset}_{cfg.seed}",
+            cfg.model_dump(mode="json"),
+            self.out,
+        )
+        try:
+            with RunProgress(cfg.logging.progress, cfg.epochs, self.start_epoch) as progress:
+                for epoch in range(self.start_epoch, cfg.epochs):
+                    started = time.perf_counter()
+                    self.sampler.set_epoch(epoch, cfg.epochs)
+                    lr = self.schedule.set_epoch(epoch)
+                    train = self._train_epoch(epoch, lr, progress, tracker)
+                    valid = self._validate()
+                    record = self._record_epoch(
+                        epoch, time.perf_counter() - started, train, valid, lr, tracker
+                    )
+                    save_checkpoint(self._state(epoch + 1), self.out / files.CHECKPOINT)
+                    plot_trajectories(
+                        files.read_jsonl(self.out / files.TRAJECTORY),
+                        self.out / files.PLOT,
+                        f"{cfg.space} {cfg.optimizer} ({mode})",
+                    )
+                    status = f"valid acc {valid['top1']:.2f}%"
+                    if "benchmark_test_acc" in record:
+                        status += f" | benchmark test {record['benchmark_test_acc']:.2f}%"
+                    progress.end_epoch(status)
+        finally:
+            tracker.close()
+        return self._finish()
+
+    def _final_architecture(self) -> tuple[dict[str, Any], str]:
+        if self.trains_logits:
+            return self.space.derive(self.choices), "argmax of the architecture logits"
+        loader = epoch_loader(
+            self.data.valid_split, self.cfg.batch_size, seed=1, num_workers=self.cfg.num_workers
+        )
+        arch = spos_random_search(self.model, self.space, self.choices, self.sampler, loader, self.device)
+        return arch, "random search over the trained supernet (SPOS)"
+
+    def _finish(self) -> dict[str, Any]:
+        arch, method = self._final_architecture()
+        key = self.space.benchmark_key(arch)
+        queried = self.lookup.query(key) if self.lookup else None
+        files.write_arch(
+            self.out / files.ARCH,
+            self.cfg.space,
+            arch,
+            key,
+            dataset=self.cfg.dataset,
+            space_options=dict(self.cfg.space_options),
+            derived_by=method,
+        )
+        epochs = files.read_jsonl(self.out / files.METRICS)
+        epoch_records = [r for r in epochs if r.get("kind") == "epoch"]
+        summary: dict[str, Any] = {
+            "space": self.cfg.space,
+            "optimizer": self.cfg.optimizer,
+            "mode": "we" if self.cfg.entangle else "ws",
+            "dataset": self.cfg.dataset,
+            "epochs": self.cfg.epochs,
+            "architecture": self.space.describe(arch),
+            "benchmark_key": key,
+            "derived_by": method,
+            "final_valid_acc": epoch_records[-1]["valid_acc"] if epoch_records else None,
+            "supernet_params": count_parameters(self.model),
+            "network_params": count_parameters(self.space.build_network(arch)),
+            "search_seconds": round(sum(r.get("seconds", 0.0) for r in epoch_records), 2),
+            "run_dir": str(self.out),
+        }
+        if queried:
+            summary["benchmark"] = queried
+        files.write_json_atomic(summary, self.out / files.SUMMARY)
+        shown = {k: v for k, v in summary.items() if k not in ("benchmark", "benchmark_key")}
+        if queried:
+            shown.update({f"benchmark {k}": v for k, v in queried.items() if k in ("test_acc", "train_acc")})
+        return shown
+
+
+def run_search(cfg: RunConfig, resume: Path | None = None) -> dict[str, Any]:
+    """Run (or resume) a search and return its summary."""
+    return SearchRun(cfg, resume=resume).run()
