@@ -8,9 +8,9 @@ from typing import Annotated, Any, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 
-from tanglenas_cli.data.paths import default_data_root
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.names import DATASETS, OPTIMIZERS, SPACES, unknown_name_message
+from tanglenas_cli.paths import default_data_root
 from tanglenas_cli.presets import load_preset
 from tanglenas_cli.validation import invalid_error, one_line, unknown_name_error
 from tanglenas_cli.yamlio import parse_yaml_value, read_yaml_mapping, write_yaml_atomic

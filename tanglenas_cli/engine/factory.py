@@ -90,7 +90,7 @@ class EpochSchedule:
         spec = cfg.weight_optimizer
         self.optimizer = optimizer
         self.scheduler = None
-        if spec.schedule == "cosine":
+        if spec.schedule == "cosine" and cfg.epochs > 1:
             self.scheduler = CosineLRScheduler(
                 optimizer,
                 t_initial=cfg.epochs,

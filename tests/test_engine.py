@@ -1,0 +1,187 @@
+"""End to end on real data (scikit-learn's digits): search, resume, derive, train, eval, bench-query."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from tanglenas_cli.cli import app
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "toy_benchmarks"
+TINY = [
+    "--space", "toy_cell", "--dataset", "digits",
+    "--set", "dataset_options.size=12", "--set", "space_options.C=4",
+    "--set", "epochs=2", "--set", "batch_size=128", "--set", "logging.progress=false",
+]  # fmt: skip
+
+
+def invoke(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "search"
+    result = invoke("search", *TINY, "--opt", "drnas", "--out", out, "--seed", 3)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_search_writes_the_run_directory(searched: Path):
+    for name in ("config.yaml", "metrics.jsonl", "trajectory.jsonl", "checkpoint.pt", "arch.yaml",
+                 "summary.json", "mixing_weights.png"):  # fmt: skip
+        assert (searched / name).is_file(), name
+    epochs = [json.loads(line) for line in (searched / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in epochs if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [0, 1]
+    assert all(0 <= r["valid_acc"] <= 100 and r["train_loss"] > 0 for r in epochs)
+    trajectory = [json.loads(line) for line in (searched / "trajectory.jsonl").read_text().splitlines()]
+    assert len(trajectory) == 2
+    for probabilities in trajectory[-1]["probabilities"].values():
+        assert abs(sum(probabilities.values()) - 1) < 1e-4
+    arch = yaml.safe_load((searched / "arch.yaml").read_text())
+    assert arch["space"] == "toy_cell" and arch["benchmark_key"].startswith("Genotype(normal=[(")
+    summary = json.loads((searched / "summary.json").read_text())
+    assert summary["network_params"] > 0 and summary["mode"] == "we"
+
+
+def test_search_refuses_to_overwrite_a_run(searched: Path):
+    before = (searched / "metrics.jsonl").read_bytes()
+    result = invoke("search", *TINY, "--out", searched)
+    assert result.exit_code == 2 and len(lines(result.output)) == 1 and "--resume" in result.output
+    assert (searched / "metrics.jsonl").read_bytes() == before
+
+
+def test_derive_matches_the_search_and_reads_epochs(searched: Path, tmp_path: Path):
+    result = invoke("derive", searched, "--out", tmp_path / "arch.yaml")
+    assert result.exit_code == 0, result.output
+    derived = yaml.safe_load((tmp_path / "arch.yaml").read_text())
+    assert derived["architecture"] == yaml.safe_load((searched / "arch.yaml").read_text())["architecture"]
+    first = invoke("derive", searched, "--epoch", 1, "--out", tmp_path / "first.yaml")
+    assert first.exit_code == 0, first.output
+    trajectory = json.loads((searched / "trajectory.jsonl").read_text().splitlines()[0])
+    assert yaml.safe_load((tmp_path / "first.yaml").read_text())["architecture"] == trajectory["architecture"]
+    assert invoke("derive", searched, "--epoch", 9).exit_code == 2
+
+
+def test_bench_query_of_the_run(searched: Path):
+    benchmark = BENCHMARKS / "entangled_cell_ss_benchmark.pkl"
+    if not benchmark.is_file():
+        pytest.skip(f"benchmark not found: {benchmark}")
+    result = invoke("bench-query", searched, "--benchmark", benchmark, "--json")
+    assert result.exit_code == 0, result.output
+    entry = json.loads(result.output)
+    assert (
+        86.0 <= entry["test_acc"] <= 91.63 and "/ 4096" in entry["rank"] and 0 <= entry["percentile"] <= 100
+    )
+    wrong = invoke("bench-query", searched, "--benchmark", BENCHMARKS / "conv_macro_bench.pkl")
+    assert wrong.exit_code == 2 and len(lines(wrong.output)) == 1
+
+
+def test_search_queries_the_benchmark_every_epoch(tmp_path: Path):
+    benchmark = BENCHMARKS / "entangled_cell_ss_benchmark.pkl"
+    if not benchmark.is_file():
+        pytest.skip(f"benchmark not found: {benchmark}")
+    result = invoke("search", *TINY, "--set", "epochs=1", "--opt", "gdas", "--out", tmp_path / "run",
+                    "--benchmark", benchmark)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert 86.0 <= record["benchmark_test_acc"] <= 91.63
+
+
+def test_train_then_eval(searched: Path, tmp_path: Path):
+    out = tmp_path / "trained"
+    result = invoke("train", searched, "--out", out, "--set", "epochs=1", "--set", "logging.progress=false")
+    assert result.exit_code == 0, result.output
+    assert (out / "model.pt").is_file() and (out / "summary.json").is_file()
+    evaluation = invoke("eval", out / "model.pt", "--json")
+    assert evaluation.exit_code == 0, evaluation.output
+    metrics = json.loads(evaluation.output)
+    summary = json.loads((out / "summary.json").read_text())
+    assert metrics["samples"] == 360 and metrics["params"] == summary["params"]
+    assert abs(metrics["top1"] - summary["test_acc"]) < 1e-3
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes((out / "model.pt").read_bytes()[:500])
+    bad = invoke("eval", corrupt)
+    assert bad.exit_code == 2 and len(lines(bad.output)) == 1 and "corrupt.pt" in bad.output
+    foreign = invoke("eval", searched / "checkpoint.pt")
+    assert foreign.exit_code == 2 and "not a trained checkpoint" in foreign.output
+
+
+@pytest.mark.parametrize("optimizer, extra", [("darts_v2", []), ("spos", []), ("gdas", ["--ws"])])
+def test_other_optimizers_and_weight_sharing(optimizer, extra, tmp_path: Path):
+    result = invoke(
+        "search", *TINY, "--set", "epochs=1", "--opt", optimizer, *extra, "--out", tmp_path / "run"
+    )
+    assert result.exit_code == 0, result.output
+    arch = yaml.safe_load((tmp_path / "run" / "arch.yaml").read_text())
+    assert len(arch["architecture"]["normal"]) == 3
+    if optimizer == "spos":
+        assert "random search" in arch["derived_by"]
+
+
+def test_conv_macro_search_runs(tmp_path: Path):
+    result = invoke("search", "--space", "toy_conv_macro", "--dataset", "digits", "--opt", "drnas",
+                    "--set", "dataset_options.size=16", "--set", "dataset_options.channels=3",
+                    "--set", "epochs=1", "--set", "batch_size=256", "--set", "train_portion=0.3",
+                    "--set", "logging.progress=false", "--out", tmp_path / "run")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    arch = yaml.safe_load((tmp_path / "run" / "arch.yaml").read_text())
+    assert arch["benchmark_key"].startswith("[[")
+
+
+def run_cli(*args: object, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tanglenas_cli", *map(str, args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def final_logits(run: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    return {k: v for k, v in state["model"].items() if k.endswith("arch_logits")}
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path):
+    args = [*TINY, "--set", "epochs=3", "--set", "logging.log_every=1", "--set", "batch_size=64",
+            "--opt", "drnas", "--seed", 11]  # fmt: skip
+    reference = run_cli("search", *args, "--out", tmp_path / "reference")
+    interrupted = run_cli("search", *args, "--out", tmp_path / "killed")
+    metrics = tmp_path / "killed" / "metrics.jsonl"
+    deadline = time.time() + 300
+    # wait until epoch 2 is under way (one epoch checkpointed, steps of the next one logged)
+    while time.time() < deadline:
+        records = [json.loads(x) for x in metrics.read_text().splitlines()] if metrics.is_file() else []
+        if any(r["kind"] == "step" and r["epoch"] == 1 for r in records):
+            break
+        time.sleep(0.05)
+    interrupted.send_signal(signal.SIGKILL)
+    interrupted.wait()
+    assert reference.wait() == 0, reference.stderr.read().decode()
+    assert not (tmp_path / "killed" / "arch.yaml").exists()
+    resumed = run_cli("search", "--resume", tmp_path / "killed")
+    assert resumed.wait() == 0, resumed.stderr.read().decode()
+    for name in ("arch.yaml",):
+        assert (tmp_path / "killed" / name).read_text() == (tmp_path / "reference" / name).read_text()
+    expected, actual = final_logits(tmp_path / "reference"), final_logits(tmp_path / "killed")
+    assert expected.keys() == actual.keys()
+    assert all(torch.equal(expected[k], actual[k]) for k in expected)
+    epochs = [json.loads(x) for x in metrics.read_text().splitlines() if '"kind": "epoch"' in x]
+    assert [r["epoch"] for r in epochs] == [0, 1, 2]
