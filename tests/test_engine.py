@@ -162,8 +162,9 @@ def final_logits(run: Path) -> dict[str, torch.Tensor]:
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path):
     args = [*TINY, "--set", "epochs=3", "--set", "logging.log_every=1", "--set", "batch_size=64",
             "--opt", "drnas", "--seed", 11]  # fmt: skip
-    reference = run_cli("search", *args, "--out", tmp_path / "reference")
-    interrupted = run_cli("search", *args, "--out", tmp_path / "killed")
+    one_thread = {"OMP_NUM_THREADS": "1"}  # two runs side by side on a 2-core machine
+    reference = run_cli("search", *args, "--out", tmp_path / "reference", env=one_thread)
+    interrupted = run_cli("search", *args, "--out", tmp_path / "killed", env=one_thread)
     metrics = tmp_path / "killed" / "metrics.jsonl"
     deadline = time.time() + 300
     # wait until epoch 2 is under way (one epoch checkpointed, steps of the next one logged)
@@ -176,7 +177,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path):
     interrupted.wait()
     assert reference.wait() == 0, reference.stderr.read().decode()
     assert not (tmp_path / "killed" / "arch.yaml").exists()
-    resumed = run_cli("search", "--resume", tmp_path / "killed")
+    resumed = run_cli("search", "--resume", tmp_path / "killed", env=one_thread)
     assert resumed.wait() == 0, resumed.stderr.read().decode()
     for name in ("arch.yaml",):
         assert (tmp_path / "killed" / name).read_text() == (tmp_path / "reference" / name).read_text()
@@ -185,3 +186,31 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path):
     assert all(torch.equal(expected[k], actual[k]) for k in expected)
     epochs = [json.loads(x) for x in metrics.read_text().splitlines() if '"kind": "epoch"' in x]
     assert [r["epoch"] for r in epochs] == [0, 1, 2]
+
+
+def test_wandb_is_never_required(monkeypatch, tmp_path: Path):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # as if wandb were not installed
+    plain = invoke("search", *TINY, "--set", "epochs=1", "--out", tmp_path / "plain")
+    assert plain.exit_code == 0, plain.output
+    asked = invoke("search", *TINY, "--set", "epochs=1", "--out", tmp_path / "asked", "--wandb")
+    assert asked.exit_code == 2 and len(lines(asked.output)) == 1 and "wandb" in asked.output
+
+
+def test_resume_before_the_first_checkpoint_starts_again(tmp_path: Path):
+    run = tmp_path / "run"
+    assert invoke("search", *TINY, "--set", "epochs=1", "--out", run).exit_code == 0
+    (run / "checkpoint.pt").unlink()  # as if killed during the first epoch
+    result = invoke("search", "--resume", run)
+    assert result.exit_code == 0, result.output
+    epochs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"epoch"' in x]
+    assert [r["epoch"] for r in epochs if r["kind"] == "epoch"] == [0]
+
+
+def test_resume_of_a_corrupt_checkpoint_is_one_line(tmp_path: Path):
+    run = tmp_path / "run"
+    assert invoke("search", *TINY, "--set", "epochs=1", "--out", run).exit_code == 0
+    (run / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    result = invoke("search", "--resume", run)
+    assert result.exit_code == 2 and len(lines(result.output)) == 1 and "checkpoint" in result.output
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before

@@ -39,7 +39,7 @@ from tanglenas_cli.engine.lookup import BenchmarkLookup
 from tanglenas_cli.engine.plot import plot_trajectories
 from tanglenas_cli.engine.progress import RunProgress
 from tanglenas_cli.engine.spos import spos_random_search
-from tanglenas_cli.engine.tracker import Tracker
+from tanglenas_cli.engine.tracker import Tracker, require_wandb
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.nas import Architect, Choice, weight_parameters
 from tanglenas_cli.spaces.base import SearchSpace, choices_by_name
@@ -66,9 +66,12 @@ class SearchRun:
 
     def __init__(self, cfg: RunConfig, resume: Path | None = None) -> None:
         self.cfg = cfg
+        if cfg.logging.wandb:
+            require_wandb()
         self.out = resolve_out_dir(cfg)
-        self.resuming = resume is not None
         checkpoint_file = self.out / files.CHECKPOINT
+        # a run killed before its first checkpoint has nothing to resume: it starts again
+        self.resuming = resume is not None and checkpoint_file.exists()
         if not self.resuming and checkpoint_file.exists():
             raise UserError(
                 f"{self.out} already holds a search run; pass --resume {self.out} or another --out"

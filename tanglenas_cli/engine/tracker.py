@@ -11,6 +11,14 @@ from tanglenas_cli.engine.run_dir import append_jsonl
 from tanglenas_cli.errors import UserError
 
 
+def require_wandb() -> Any:
+    """Return the wandb module, or raise UserError saying how to install it."""
+    try:
+        return importlib.import_module("wandb")
+    except ImportError:
+        raise UserError("--wandb needs the wandb package: pip install 'tanglenas[wandb]'") from None
+
+
 class Tracker:
     """Appends metric records to a JSON-lines file and mirrors them to wandb when enabled."""
 
@@ -26,10 +34,7 @@ class Tracker:
         self.path = path
         self._wandb_run = None
         if use_wandb:
-            try:
-                wandb = importlib.import_module("wandb")
-            except ImportError:
-                raise UserError("--wandb needs the wandb package: pip install 'tanglenas[wandb]'") from None
+            wandb = require_wandb()
             # WANDB_MODE=offline / disabled in the environment is respected by wandb.init itself.
             self._wandb_run = wandb.init(
                 project=project,

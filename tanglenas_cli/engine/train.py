@@ -18,7 +18,7 @@ from tanglenas_cli.engine.evaluation import count_parameters, evaluate
 from tanglenas_cli.engine.factory import EpochSchedule, make_space, make_weight_optimizer
 from tanglenas_cli.engine.loaders import epoch_loader
 from tanglenas_cli.engine.progress import RunProgress
-from tanglenas_cli.engine.tracker import Tracker
+from tanglenas_cli.engine.tracker import Tracker, require_wandb
 from tanglenas_cli.errors import UserError
 
 
@@ -29,6 +29,8 @@ def default_train_dir(arch_file: Path, cfg: RunConfig) -> Path:
 
 def run_train(arch_file: Path, cfg: RunConfig) -> dict[str, Any]:
     """Train the architecture in ``arch_file`` from scratch on the full training set; return a summary."""
+    if cfg.logging.wandb:
+        require_wandb()
     stored = files.read_arch(arch_file)
     if stored["space"] != cfg.space:
         raise UserError(
