@@ -5,8 +5,16 @@ from __future__ import annotations
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.names import DATASETS
 
-AVAILABLE: tuple[str, ...] = ("digits", "synthetic", "fashion_mnist", "cifar10", "cifar100", "imagefolder")
-NOT_YET_AVAILABLE: tuple[str, ...] = ("imagenet16-120", "imagenet", "tinystories", "text")
+AVAILABLE: tuple[str, ...] = (
+    "digits",
+    "synthetic",
+    "fashion_mnist",
+    "cifar10",
+    "cifar100",
+    "imagenet16-120",
+    "imagefolder",
+)
+NOT_YET_AVAILABLE: tuple[str, ...] = ("imagenet", "tinystories", "text")
 DATASET_NAMES: tuple[str, ...] = DATASETS
 
 

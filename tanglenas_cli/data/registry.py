@@ -12,6 +12,7 @@ from tanglenas_cli.data.cifar import build_cifar
 from tanglenas_cli.data.digits import build_digits
 from tanglenas_cli.data.fashion_mnist import build_fashion_mnist
 from tanglenas_cli.data.imagefolder import build_imagefolder
+from tanglenas_cli.data.imagenet16 import build_imagenet16
 from tanglenas_cli.data.info import DatasetInfo
 from tanglenas_cli.data.names import check_available
 from tanglenas_cli.data.synthetic import build_synthetic
@@ -31,4 +32,6 @@ def build_datasets(
         return build_fashion_mnist(data_root, options)
     if name in ("cifar10", "cifar100"):
         return build_cifar(name, data_root, options, augment)
+    if name == "imagenet16-120":
+        return build_imagenet16(data_root, options, augment)
     return build_imagefolder(data_root, options, augment)
