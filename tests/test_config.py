@@ -98,7 +98,13 @@ def test_missing_space_says_how_to_give_one() -> None:
 
 def test_presets_folder_has_the_paper_presets() -> None:
     expected = {"quickstart", "toy-cell-fmnist-train", "toy-conv-macro-cifar10-train", "nb201-cifar10-train"}
-    for family in ("toy-cell-fmnist", "toy-conv-macro-cifar10", "nb201-cifar10", "darts-cifar10"):
+    for family in (
+        "toy-cell-fmnist",
+        "toy-conv-macro-cifar10",
+        "nb201-cifar10",
+        "darts-cifar10",
+        "nats-sss-cifar10",
+    ):
         expected |= {f"{family}-{opt}" for opt in ("darts_v1", "darts_v2", "drnas", "gdas", "spos")}
     assert set(PRESET_NAMES) == expected
 

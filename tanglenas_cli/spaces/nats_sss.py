@@ -1,0 +1,236 @@
+"""The NATS-Bench size space (32,768 architectures; reference §3.2).
+
+Five layers -- cell, ResNet block (stride 2), cell, ResNet block, cell -- each choosing its width
+from {8, ..., 64}; the cell topology is fixed to NB201's best cell. WE: widths are channel prefixes
+of one 64-wide weight per conv and batch norm; a conv between two layers takes the joint
+(input width x output width) candidates. The architecture key is the NATS size string ``8:16:...``.
+
+The supernet's skip edge between two differently chosen widths is an entangled 1x1 ReLU-conv-BN
+(NATS uses it when the widths differ; for equal widths the discrete network uses the identity).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+
+from tanglenas_cli.errors import UserError
+from tanglenas_cli.nas import Choice, EntangledConv2d, EntangledLinear, JointChoice, WeightSource
+from tanglenas_cli.nas.entangled_norm import EntangledBatchNorm2d
+from tanglenas_cli.spaces import register_space
+from tanglenas_cli.spaces.base import SearchSpace
+
+WIDTHS = (8, 16, 24, 32, 40, 48, 56, 64)
+LAYERS = 5
+REDUCTIONS = (1, 3)  # ResNet blocks; the other layers are cells
+# NB201's best cell: (node, input node, op)
+CELL = ((1, 0, "conv"), (2, 0, "conv"), (2, 1, "conv"), (3, 0, "skip"), (3, 1, "conv"), (3, 2, "conv"))
+
+
+@dataclass
+class NATSSizeOptions:
+    """Settings of the NATS size space."""
+
+    affine: bool = False
+    track_running_stats: bool = True
+
+
+class ReLUConvBN(nn.Sequential):
+    """ReLU - conv (no bias) - BN; used discrete and, with entangled parts, in the supernet."""
+
+
+def relu_conv_bn(c_in: int, c_out: int, kernel: int, stride: int, affine: bool, track: bool) -> nn.Sequential:
+    """Return a discrete ReLU-conv-BN."""
+    return ReLUConvBN(
+        nn.ReLU(),
+        nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
+        nn.BatchNorm2d(c_out, affine=affine, track_running_stats=track),
+    )
+
+
+class Cell(nn.Module):
+    """The fixed NB201 cell; node i sums its incoming edges, the output is node 3."""
+
+    def __init__(self, edges: list[nn.Module]) -> None:
+        super().__init__()
+        self.edges = nn.ModuleList(edges)
+
+    def forward(self, x: Tensor) -> Tensor:
+        nodes = [x]
+        for node in (1, 2, 3):
+            incoming = [
+                edge(nodes[src])
+                for edge, (target, src, _) in zip(self.edges, CELL, strict=True)
+                if target == node
+            ]
+            nodes.append(sum(incoming[1:], incoming[0]))
+        return nodes[3]
+
+
+class ResNetBlock(nn.Module):
+    """conv_a (stride 2) - conv_b, plus avg-pool + 1x1 conv shortcut."""
+
+    def __init__(self, conv_a: nn.Module, conv_b: nn.Module, shortcut_conv: nn.Module) -> None:
+        super().__init__()
+        self.conv_a, self.conv_b = conv_a, conv_b
+        self.shortcut = nn.Sequential(nn.AvgPool2d(2, 2), shortcut_conv)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.shortcut(x) + self.conv_b(self.conv_a(x))
+
+
+class SizeNetwork(nn.Module):
+    """stem - five layers - BN/ReLU - pool - linear."""
+
+    def __init__(
+        self, stem: nn.Module, layers: list[nn.Module], last_norm: nn.Module, classifier: nn.Module
+    ) -> None:
+        super().__init__()
+        self.stem = stem
+        self.layers = nn.Sequential(*layers)
+        self.last_norm = last_norm
+        self.classifier = classifier
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.last_norm(self.layers(self.stem(x))).relu()
+        return self.classifier(x.mean(dim=(2, 3)))
+
+
+@register_space("nats_sss")
+class NATSSizeSpace(SearchSpace):
+    """NATS-Bench size search space (channel widths of 5 layers)."""
+
+    name = "nats_sss"
+    Options = NATSSizeOptions
+    default_dataset = "cifar10"
+
+    # -- supernet -------------------------------------------------------------------------------
+    def _conv_source(self, prev: Choice, cur: Choice) -> tuple[WeightSource, list[int], list[int]]:
+        if prev is cur:
+            return cur, list(WIDTHS), list(WIDTHS)
+        joint = JointChoice([prev, cur])
+        ins, outs = (list(v) for v in zip(*joint.candidates, strict=True))
+        return joint, ins, outs
+
+    def _entangled_rcb(
+        self, prev: Choice, cur: Choice, kernel: int, stride: int, affine: bool
+    ) -> nn.Sequential:
+        source, ins, outs = self._conv_source(prev, cur)
+        return ReLUConvBN(
+            nn.ReLU(),
+            EntangledConv2d(source, ins, outs, kernel, stride=stride),
+            EntangledBatchNorm2d(
+                cur, WIDTHS, affine=affine, track_running_stats=self.options.track_running_stats
+            ),
+        )
+
+    def build_supernet(self, entangle: bool = True) -> nn.Module:
+        if not entangle:
+            raise UserError(
+                "nats_sss supports weight entanglement only (its 64 joint widths per conv are one tensor)"
+            )
+        choices = [Choice(f"channels{i}", WIDTHS) for i in range(LAYERS)]
+        opts = self.options
+        stem = nn.Sequential(
+            EntangledConv2d(choices[0], self.data.input_shape[0], list(WIDTHS), 3),
+            EntangledBatchNorm2d(choices[0], WIDTHS, affine=True),
+        )
+        layers: list[nn.Module] = []
+        for i, cur in enumerate(choices):
+            prev = choices[max(i - 1, 0)]
+            if i in REDUCTIONS:
+                source, ins, outs = self._conv_source(prev, cur)
+                layers.append(
+                    ResNetBlock(
+                        self._entangled_rcb(prev, cur, 3, 2, True),
+                        self._entangled_rcb(cur, cur, 3, 1, True),
+                        EntangledConv2d(source, ins, outs, 1),
+                    )
+                )
+                continue
+            edges: list[nn.Module] = []
+            for _, src, op in CELL:
+                first = prev if src == 0 else cur
+                if op == "skip" and first is cur:
+                    edges.append(nn.Identity())
+                else:
+                    edges.append(self._entangled_rcb(first, cur, 3 if op == "conv" else 1, 1, opts.affine))
+            layers.append(Cell(edges))
+        last = choices[-1]
+        network = SizeNetwork(
+            stem,
+            layers,
+            EntangledBatchNorm2d(last, WIDTHS, affine=True),
+            EntangledLinear(last, list(WIDTHS), self.data.num_classes, bias_weighted=False),
+        )
+        network.choices = nn.ModuleDict({c.name: c for c in choices})
+        return network
+
+    # -- discrete network -----------------------------------------------------------------------
+    def build_network(self, arch: Mapping[str, Any]) -> nn.Module:
+        widths = self.validate(arch)["channels"]
+        opts = self.options
+        stem = nn.Sequential(
+            nn.Conv2d(self.data.input_shape[0], widths[0], 3, padding=1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+        )
+        layers: list[nn.Module] = []
+        for i, c_out in enumerate(widths):
+            c_in = widths[max(i - 1, 0)]
+            if i in REDUCTIONS:
+                layers.append(
+                    ResNetBlock(
+                        relu_conv_bn(c_in, c_out, 3, 2, True, True),
+                        relu_conv_bn(c_out, c_out, 3, 1, True, True),
+                        nn.Conv2d(c_in, c_out, 1, bias=False),
+                    )
+                )
+                continue
+            edges: list[nn.Module] = []
+            for _, src, op in CELL:
+                edge_in = c_in if src == 0 else c_out
+                if op == "skip" and edge_in == c_out:
+                    edges.append(nn.Identity())
+                else:
+                    kernel = 3 if op == "conv" else 1
+                    edges.append(
+                        relu_conv_bn(edge_in, c_out, kernel, 1, opts.affine, opts.track_running_stats)
+                    )
+            layers.append(Cell(edges))
+        return SizeNetwork(
+            stem, layers, nn.BatchNorm2d(widths[-1]), nn.Linear(widths[-1], self.data.num_classes)
+        )
+
+    # -- architectures ------------------------------------------------------------------------
+    def derive(self, choices: Mapping[str, Choice]) -> dict[str, Any]:
+        return {"channels": [choices[f"channels{i}"].derive() for i in range(LAYERS)]}
+
+    def validate(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        if isinstance(arch, str):
+            try:
+                arch = {"channels": [int(v) for v in arch.split(":")]}
+            except ValueError:
+                raise UserError(
+                    f"not a NATS size string: {arch!r}; expected 5 widths like 8:16:32:64:64"
+                ) from None
+        channels = arch.get("channels") if isinstance(arch, Mapping) else None
+        if (
+            not isinstance(channels, list)
+            or len(channels) != LAYERS
+            or any(c not in WIDTHS for c in channels)
+        ):
+            raise UserError(f"a nats_sss architecture needs 'channels': {LAYERS} widths from {list(WIDTHS)}")
+        return {"channels": [int(c) for c in channels]}
+
+    def benchmark_key(self, arch: Mapping[str, Any]) -> str:
+        return ":".join(str(c) for c in self.validate(arch)["channels"])
+
+    def all_architectures(self) -> list[dict[str, Any]]:
+        return [{"channels": list(c)} for c in itertools.product(WIDTHS, repeat=LAYERS)]
+
+    def describe(self, arch: Mapping[str, Any]) -> str:
+        return self.benchmark_key(arch)

@@ -1,0 +1,82 @@
+"""The NATS size space: entangled widths, derivation, size strings, discrete network."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tanglenas_cli.errors import UserError
+from tanglenas_cli.nas import EntangledConv2d, EntangledLinear, make_sampler
+from tanglenas_cli.nas.entangled_norm import EntangledBatchNorm2d
+from tanglenas_cli.spaces.base import DataShape, choices_by_name
+from tanglenas_cli.spaces.nats_sss import WIDTHS, NATSSizeSpace
+
+SPACE = NATSSizeSpace(DataShape(10, (3, 16, 16)))
+
+
+@pytest.mark.parametrize("optimizer", ["darts_v1", "drnas", "gdas", "spos"])
+def test_supernet_forward_backward(optimizer):
+    torch.manual_seed(0)
+    model = SPACE.build_supernet(True)
+    choices = choices_by_name(model)
+    sampler = make_sampler(optimizer, seed=0)
+    sampler.sample(choices.values())
+    loss = F.cross_entropy(model(torch.randn(4, 3, 16, 16)), torch.randint(0, 10, (4,)))
+    loss.backward()
+    grads = [c.arch_logits.grad for c in choices.values()]
+    if sampler.trains_logits:
+        assert all(g is not None and torch.isfinite(g).all() for g in grads)
+        assert sum(float(g.abs().sum()) for g in grads) > 0
+    else:
+        assert all(g is None for g in grads)
+
+
+def test_derive_key_and_training_step():
+    model = SPACE.build_supernet(True)
+    arch = SPACE.derive(choices_by_name(model))
+    key = SPACE.benchmark_key(arch)
+    assert SPACE.validate(key) == arch and len(key.split(":")) == 5
+    network = SPACE.build_network("8:16:24:64:32")
+    loss = F.cross_entropy(network(torch.randn(4, 3, 16, 16)), torch.randint(0, 10, (4,)))
+    loss.backward()
+    torch.optim.SGD(network.parameters(), lr=0.1).step()
+    assert len(SPACE.all_architectures()) == len(WIDTHS) ** 5
+    with pytest.raises(UserError):
+        SPACE.validate("8:16:24")
+    with pytest.raises(UserError):
+        SPACE.build_supernet(False)
+
+
+def test_one_hot_supernet_equals_discrete_network():
+    torch.manual_seed(0)
+    supernet = SPACE.build_supernet(True)
+    choices = choices_by_name(supernet)
+    make_sampler("darts_v1").sample(choices.values())
+    supernet(torch.randn(8, 3, 16, 16))  # running statistics
+    supernet.eval()
+    arch = {"channels": [16, 32, 24, 48, 40]}  # neighbouring widths differ, as the skip edges assume
+    for i, width in enumerate(arch["channels"]):
+        index = WIDTHS.index(width)
+        choices[f"channels{i}"].set_mixing(F.one_hot(torch.tensor(index), len(WIDTHS)).float(), index)
+    network = SPACE.build_network(arch).eval()
+    with torch.no_grad():
+        for name, module in supernet.named_modules():
+            if isinstance(module, EntangledConv2d | EntangledBatchNorm2d | EntangledLinear):
+                exported = module.export(module.source.mixing().index)
+                network.get_submodule(name).load_state_dict(exported.state_dict())
+    x = torch.randn(3, 3, 16, 16)
+    torch.testing.assert_close(supernet(x), network(x), atol=1e-5, rtol=1e-5)
+
+
+def test_entangled_batch_norm_mixture_is_the_masked_norm():
+    from tanglenas_cli.nas import Choice
+
+    choice = Choice("width", [2, 4])
+    norm = EntangledBatchNorm2d(choice, [2, 4], affine=False)
+    choice.set_mixing(torch.tensor([0.3, 0.7]))
+    x = torch.randn(5, 4, 3, 3)
+    expected = F.batch_norm(x, None, None, training=True) * torch.tensor([1.0, 1.0, 0.7, 0.7]).view(
+        1, 4, 1, 1
+    )
+    torch.testing.assert_close(norm(x), expected)
