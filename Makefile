@@ -1,7 +1,16 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 
-.PHONY: install test lint format
+# reproduce-* settings: make reproduce-nb201 OPT=gdas DATASET=cifar100 FAST=1 DATA=DIR BENCH=FILE
+OPT ?= drnas
+DATASET ?= cifar10
+SEED ?= 9001
+FAST ?=
+DATA ?=
+BENCH ?=
+RUNS ?= runs/reproduce
+
+.PHONY: install test lint format reproduce-nb201 reproduce-darts
 
 install:  ## editable install with runtime, wandb and dev dependencies
 	$(PIP) install --upgrade pip
@@ -19,3 +28,11 @@ lint:  ## ruff
 format:
 	$(PYTHON) -m ruff format .
 	$(PYTHON) -m ruff check --fix .
+
+reproduce-nb201:  ## the paper's NB201 run: search -> derive -> bench-query (FAST=1: a few CPU minutes)
+	SPACE=nb201 OPT=$(OPT) DATASET=$(DATASET) SEED=$(SEED) FAST=$(FAST) DATA=$(DATA) BENCH=$(BENCH) \
+	RUNS=$(RUNS) PYTHON=$(PYTHON) bash scripts/reproduce.sh
+
+reproduce-darts:  ## the paper's DARTS search: search -> derive (FAST=1: a few CPU minutes)
+	SPACE=darts OPT=$(OPT) DATASET=$(DATASET) SEED=$(SEED) FAST=$(FAST) DATA=$(DATA) BENCH= \
+	RUNS=$(RUNS) PYTHON=$(PYTHON) bash scripts/reproduce.sh

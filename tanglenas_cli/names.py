@@ -29,7 +29,7 @@ DATASETS: tuple[str, ...] = (
     "text",
 )
 # Things `prepare-data` fetches that are not datasets of a run.
-PREPARE_ONLY: tuple[str, ...] = ("toy-benchmarks",)
+PREPARE_ONLY: tuple[str, ...] = ("toy-benchmarks", "nb201-bench")
 
 
 def unknown_name_message(kind: str, value: object, allowed: Sequence[str]) -> str:

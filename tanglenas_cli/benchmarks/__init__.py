@@ -1,4 +1,4 @@
-"""Tabular NAS benchmarks: safe loading and look-ups (toy benchmarks now; NB201 / NATS later)."""
+"""Tabular NAS benchmarks: safe loading and look-ups (toy benchmarks, NAS-Bench-201 and NATS-Bench)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 
 from tanglenas_cli.errors import UserError
 
+from .nb201 import NB201Benchmark, load_nb201_benchmark
+from .nb201_keys import NB201_TABLE_FILES
 from .tabular import TabularBenchmark
 from .toy import load_toy_benchmark
 from .toy_keys import KNOWN_TOY_BENCHMARKS
@@ -14,24 +16,46 @@ from .toy_keys import KNOWN_TOY_BENCHMARKS
 __all__ = [
     "BENCHMARK_LOADERS",
     "KNOWN_TOY_BENCHMARKS",
+    "NB201_TABLE_FILES",
+    "NB201Benchmark",
     "TabularBenchmark",
     "default_benchmark_path",
     "load_benchmark",
+    "supported_formats",
 ]
 
 # File suffix -> (loader, description for error messages). A new format is one more entry here.
 BENCHMARK_LOADERS: dict[str, tuple[Callable[[Path], TabularBenchmark], str]] = {
     ".pkl": (load_toy_benchmark, "toy benchmarks (" + ", ".join(KNOWN_TOY_BENCHMARKS.values()) + ")"),
+    ".csv": (load_nb201_benchmark, "NB201 / NATS size tables, or the NATS-Bench 200-epoch CSV"),
+    ".parquet": (load_nb201_benchmark, "the same tables as parquet"),
+    ".pth": (
+        load_nb201_benchmark,
+        "the official NAS-Bench-201 file (needs nas-bench-201; runs pickled code)",
+    ),
 }
+# A folder is read as a NATS-Bench `simple` benchmark (needs nats_bench; runs pickled code).
+FOLDER_FORMAT = "a NATS-Bench tss/sss 'simple' folder"
+
+
+def supported_formats() -> str:
+    """Return the list of benchmark formats for error messages."""
+    listed = "; ".join(f"{suffix} {about}" for suffix, (_, about) in BENCHMARK_LOADERS.items())
+    return f"{listed}; {FOLDER_FORMAT}"
 
 
 def load_benchmark(path: Path) -> TabularBenchmark:
-    """Load the tabular benchmark in `path`, choosing the loader by the file's suffix."""
+    """Load the tabular benchmark in `path`, choosing the loader by the file's suffix (a folder: NATS-Bench).
+
+    `.pth` files and NATS-Bench folders are Python pickles that can run code when loaded: pass only files you
+    trust (they are loaded because the user named them).
+    """
     path = Path(path)
+    if path.is_dir():
+        return load_nb201_benchmark(path)
     entry = BENCHMARK_LOADERS.get(path.suffix.lower())
     if entry is None:
-        supported = "; ".join(f"{suffix} {about}" for suffix, (_, about) in BENCHMARK_LOADERS.items())
-        raise UserError(f"unsupported benchmark file {path} (supported formats: {supported})")
+        raise UserError(f"unsupported benchmark file {path} (supported formats: {supported_formats()})")
     if not path.is_file():
         what = "is not a file" if path.exists() else "does not exist"
         raise UserError(f"benchmark file {path} {what}")
@@ -41,7 +65,7 @@ def load_benchmark(path: Path) -> TabularBenchmark:
 
 def default_benchmark_path(space: str, data_root: Path) -> Path | None:
     """Return the prepared benchmark file of `space` under `data_root/benchmarks/`, else None."""
-    file_name = KNOWN_TOY_BENCHMARKS.get(space)
+    file_name = KNOWN_TOY_BENCHMARKS.get(space) or NB201_TABLE_FILES.get(space)
     if file_name is None:
         return None
     candidate = Path(data_root) / "benchmarks" / file_name

@@ -1,20 +1,27 @@
-"""`tanglenas prepare-data toy-benchmarks`: put the two toy benchmark pickles into the data root, verified."""
+"""`tanglenas prepare-data toy-benchmarks | nb201-bench`: put benchmark files into the data root, verified.
+
+`toy-benchmarks` copies or downloads the two toy benchmark pickles; `nb201-bench` converts NAS-Bench-201 /
+NATS-Bench results (official files or a CSV) into the compact table `benchmarks/nb201.csv` (`nats_sss.csv`).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import http.client
 import os
 import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from tanglenas_cli.errors import UserError
 
+from .nb201 import load_nb201_benchmark, open_table_source
+from .nb201_keys import KEY_COLUMN, NB201_TABLE_FILES
 from .toy import load_toy_benchmark
 from .toy_keys import TOY_BENCHMARK_SIZES
 
@@ -69,6 +76,14 @@ def _is_valid(path: Path, expected_entries: int) -> bool:
     return True
 
 
+def _make_readable(path: Path) -> None:
+    """Give a staged temporary file (created 0600) the permissions of a normally created file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o666 & ~umask)
+
+
 def _make_target_dir(target_dir: Path) -> None:
     """Create `target_dir`; UserError if that is impossible."""
     try:
@@ -90,6 +105,7 @@ def _staged(target_dir: Path, fill: Callable[[str, BinaryIO], None]) -> dict[str
                 ) as handle:
                     temporary = staged[file_name] = Path(handle.name)
                     fill(file_name, handle)
+                _make_readable(temporary)
             except OSError as error:
                 raise UserError(f"cannot write into {target_dir}: {error.strerror or error}") from None
             try:
@@ -146,3 +162,76 @@ def _stage_downloads(target_dir: Path) -> dict[str, Path]:
             ) from None
 
     return _staged(target_dir, download)
+
+
+# --- prepare-data nb201-bench -------------------------------------------------------------------------------
+
+NB201_SOURCES = (
+    "a NATS-Bench 'simple' folder (NATS-tss-v1_0-3ffb9-simple/ or NATS-sss-v1_0-50262-simple/), "
+    "the NAS-Bench-201 .pth file, or a .csv/.parquet table such as nats_bench_200ep_test.csv"
+)
+
+
+def prepare_nb201_benchmark(data_root: Path, source: Path | None) -> str:
+    """Convert `source` into the table `data_root/benchmarks/nb201.csv` (`nats_sss.csv`); return a summary.
+
+    Rows are read and written one architecture at a time into a temporary file next to the target, which is
+    checked by loading it and then renamed over the target, so a failure leaves any earlier table untouched.
+    Official files are Python pickles (loading runs code they hold): convert only files you trust.
+    """
+    if source is None:
+        raise UserError(f"nb201-bench needs --from PATH: {NB201_SOURCES} (nothing is downloaded)")
+    source = Path(source)
+    if not source.exists():
+        raise UserError(f"--from path not found: {source}")
+    rows = open_table_source(source)
+    target_dir = benchmarks_dir(data_root)
+    _make_target_dir(target_dir)
+    target = target_dir / NB201_TABLE_FILES[rows.space]
+    temporary: Path | None = None
+    try:
+        try:
+            with tempfile.NamedTemporaryFile(
+                "w",
+                dir=target_dir,
+                prefix=f".{target.stem}.",
+                suffix=".part.csv",
+                delete=False,
+                newline="",
+                encoding="utf-8",
+            ) as handle:
+                temporary = Path(handle.name)
+                count = _write_table(handle, rows.columns, rows.rows, source)
+        except OSError as error:
+            raise UserError(f"cannot write into {target_dir}: {error.strerror or error}") from None
+        if count == 0:
+            raise UserError(f"{source} holds no architectures")
+        loaded = len(load_nb201_benchmark(temporary))
+        if loaded != count:
+            raise UserError(f"the table written from {source} reads back {loaded:,} rows, not {count:,}")
+        _make_readable(temporary)
+        os.replace(temporary, target)
+    except BaseException:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+        raise
+    return (
+        f"{rows.space} benchmark table written to {target}: {count:,} architectures from {rows.about} "
+        f"({source}); columns {', '.join(rows.columns)}"
+    )
+
+
+def _write_table(
+    handle: Any, columns: tuple[str, ...], rows: Iterable[tuple[str, dict[str, float]]], source: Path
+) -> int:
+    """Write the header and every row (floats at full precision, missing ones empty); return the count."""
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow([KEY_COLUMN, *columns])
+    seen: set[str] = set()
+    for key, row in rows:
+        if key in seen:
+            raise UserError(f"{source}: architecture {key!r} appears more than once")
+        seen.add(key)
+        writer.writerow([key, *(repr(row[column]) if column in row else "" for column in columns)])
+    return len(seen)

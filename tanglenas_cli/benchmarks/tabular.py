@@ -54,7 +54,7 @@ class TabularBenchmark:
         return key in self.entries
 
     def __repr__(self) -> str:
-        return f"TabularBenchmark(name={self.name!r}, path={str(self.path)!r}, entries={len(self)})"
+        return f"{type(self).__name__}(name={self.name!r}, path={str(self.path)!r}, entries={len(self)})"
 
     def query(self, key: str) -> dict[str, Any]:
         """Return a copy of the metrics of architecture `key`; UserError if the benchmark lacks it."""

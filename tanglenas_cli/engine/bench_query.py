@@ -5,17 +5,43 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tanglenas_cli.benchmarks import load_benchmark
+from tanglenas_cli.benchmarks import NB201Benchmark, load_benchmark
+from tanglenas_cli.benchmarks.nb201_keys import NB201_SPACES, check_key, nb201_space_of_key
 from tanglenas_cli.benchmarks.toy_keys import toy_space_of_key
 from tanglenas_cli.engine import run_dir as files
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.spaces import SPACE_REGISTRY
-from tanglenas_cli.spaces.base import NO_DATA
+from tanglenas_cli.names import SPACES
+from tanglenas_cli.yamlio import read_yaml_mapping
 
 
-def benchmark_key_of(target: Path | str, space: str | None = None) -> tuple[str | None, str]:
-    """Return (space, benchmark key) for a run directory, an arch.yaml, or a key string."""
+def guess_space_of_key(key: str) -> str | None:
+    """Return the space whose benchmark keys look like `key` (toy, NB201 or NATS size), else None."""
+    return toy_space_of_key(key) or nb201_space_of_key(key)
+
+
+def _run_dataset(arch_file: Path, stored: dict[str, Any]) -> str | None:
+    """Return the dataset a run searched on: from arch.yaml, else from the config.yaml beside it."""
+    dataset = stored.get("dataset")
+    if isinstance(dataset, str):
+        return dataset
+    config_file = arch_file.parent / files.CONFIG
+    if config_file.is_file():
+        dataset = read_yaml_mapping(config_file, "config file").get("dataset")
+        if isinstance(dataset, str):
+            return dataset
+    return None
+
+
+def resolve_target(target: Path | str, space: str | None = None) -> tuple[str | None, str, str | None]:
+    """Return (space, benchmark key, the run's dataset or None) for a run directory, an arch.yaml or a string.
+
+    Strings of NB201 / NATS size spaces are checked for their form here, before any benchmark is loaded.
+    """
     if isinstance(target, Path):
+        # Imported here: the spaces import torch, which a string look-up does not need (start-up time).
+        from tanglenas_cli.spaces import SPACE_REGISTRY
+        from tanglenas_cli.spaces.base import NO_DATA
+
         arch_file = target / files.ARCH if target.is_dir() else target
         stored = files.read_arch(arch_file)
         name = stored["space"]
@@ -26,20 +52,39 @@ def benchmark_key_of(target: Path | str, space: str | None = None) -> tuple[str 
         )
         if key is None:
             raise UserError(f"space {name!r} has no tabular benchmark")
-        return name, key
-    return space or toy_space_of_key(target), target.strip()
+        return name, key, _run_dataset(arch_file, stored)
+    name = space or guess_space_of_key(target)
+    key = target.strip()
+    if name in NB201_SPACES:
+        key = check_key(name, key)
+    return name, key, None
+
+
+def benchmark_key_of(target: Path | str, space: str | None = None) -> tuple[str | None, str]:
+    """Return (space, benchmark key) for a run directory, an arch.yaml, or a key string."""
+    name, key, _ = resolve_target(target, space)
+    return name, key
 
 
 def run_bench_query(
     target: Path | str, benchmark: Path, space: str | None = None, dataset: str | None = None
 ) -> dict[str, Any]:
-    """Return the benchmark's metrics of ``target`` plus its rank and percentile by test accuracy."""
-    name, key = benchmark_key_of(target, space)
+    """Return the benchmark's metrics of ``target`` plus its rank and percentile by test accuracy.
+
+    For NB201 / NATS size tables: every dataset's train / valid / test accuracy (where the table has it), its
+    rank, percentile and the dataset's optimum; ``dataset`` (default: the run's dataset for a run directory or
+    arch.yaml, else cifar10) picks the headline ``test_acc`` / ``rank`` / ``percentile`` / ``best_test_acc``.
+    """
+    name, key, run_dataset = resolve_target(target, space)
     table = load_benchmark(benchmark)
-    if name is not None and table.name in SPACE_REGISTRY and table.name != name:
+    if name is not None and table.name in SPACES and table.name != name:
         raise UserError(f"{benchmark} is the benchmark of space {table.name!r}, not {name!r}")
-    entry = table.query(key)
     result: dict[str, Any] = {"benchmark": str(benchmark), "space": table.name, "key": key}
+    if isinstance(table, NB201Benchmark):
+        table.query(key)  # a missing architecture fails here, before any ranking
+        result.update(table.report(key, dataset=dataset, run_dataset=run_dataset))
+        return result
+    entry = table.query(key)
     result.update(entry)
     if "test_acc" in entry:
         rank, total, percentile = table.rank(key, "test_acc")

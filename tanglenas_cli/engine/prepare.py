@@ -1,15 +1,19 @@
-"""``tanglenas prepare-data``: datasets (data package) and the toy benchmarks (benchmarks package)."""
+"""``tanglenas prepare-data``: datasets (data package), toy benchmarks and NB201 tables (benchmarks)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tanglenas_cli.benchmarks.prepare import prepare_toy_benchmarks
-from tanglenas_cli.data import run_prepare as prepare_dataset
+from tanglenas_cli.benchmarks.prepare import prepare_nb201_benchmark, prepare_toy_benchmarks
 
 
 def run_prepare(dataset: str, data_root: Path, source: Path | None = None) -> str:
-    """Prepare ``dataset`` (or ``toy-benchmarks``) under ``data_root``; return a one-line summary."""
+    """Prepare ``dataset`` (or ``toy-benchmarks`` / ``nb201-bench``) under ``data_root``; return a summary."""
     if dataset == "toy-benchmarks":
         return prepare_toy_benchmarks(data_root, source)
+    if dataset == "nb201-bench":
+        return prepare_nb201_benchmark(data_root, source)
+    # Imported here: the data package imports torch, which the benchmark steps do not need.
+    from tanglenas_cli.data import run_prepare as prepare_dataset
+
     return prepare_dataset(dataset, data_root, source)
