@@ -125,6 +125,12 @@ def _require_file(path: Path, what: str) -> Path:
     return path
 
 
+def _require_path(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise UserError(f"{what} not found: {path}")
+    return path
+
+
 def _require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
         raise UserError(f"{what} not found: {path}")
@@ -252,7 +258,7 @@ def search(
     }
     cfg = build_config(preset=preset, flags=flags, overrides=overrides or (), base=base)
     if cfg.benchmark is not None:
-        _require_file(cfg.benchmark, "benchmark file")
+        _require_path(cfg.benchmark, "benchmark file")
     check_space_available(cfg.space)
     run_search = _engine_function("search", "tanglenas_cli.engine.search", "run_search")
     print_result(run_search(cfg, resume=resume))
@@ -292,7 +298,8 @@ def train(
         Path,
         typer.Argument(
             metavar="ARCH_YAML_OR_RUN_DIR",
-            help=f"An architecture file, or a run directory holding {ARCH_FILE} (from `tanglenas derive`).",
+            help=f"An architecture file, a run directory holding {ARCH_FILE} (from `tanglenas derive`),"
+            " or SPACE:NAME, an architecture shipped with a space (e.g. darts:arch_drnas_we2_0_5).",
         ),
     ],
     space: SpaceOption = None,
@@ -317,13 +324,19 @@ def train(
 
     Everything else resolves as defaults < --preset < flags < --set KEY=VALUE.
     """
-    arch_file = target / ARCH_FILE if target.is_dir() else target
-    _require_file(arch_file, "architecture file")
-    search_config = arch_file.parent / CONFIG_FILE
+    named = None
+    if not target.exists():  # SPACE:NAME is an architecture shipped with a space (darts:arch_rs_spos)
+        named = _engine_function("train", "tanglenas_cli.engine.named", "parse_named_target")(str(target))
     base = None
-    if search_config.is_file():
-        searched = load_config(search_config).model_dump(mode="json")
-        base = {key: searched[key] for key in INHERITED_BY_TRAIN}
+    if named is not None:
+        base = {"space": check_name("space", named[0], SPACES)}
+    else:
+        arch_file = target / ARCH_FILE if target.is_dir() else target
+        _require_file(arch_file, "architecture file")
+        search_config = arch_file.parent / CONFIG_FILE
+        if search_config.is_file():
+            searched = load_config(search_config).model_dump(mode="json")
+            base = {key: searched[key] for key in INHERITED_BY_TRAIN}
     flags = {
         "space": space,
         "dataset": dataset,
@@ -334,6 +347,9 @@ def train(
     }
     cfg = build_config(preset=preset, flags=flags, overrides=overrides or (), base=base)
     check_space_available(cfg.space)
+    if named is not None:
+        arch_file = _engine_function("train", "tanglenas_cli.engine.named", "write_named_arch")(*named, cfg)
+        cfg = cfg.model_copy(update={"out_dir": arch_file.parent})
     run_train = _engine_function("train", "tanglenas_cli.engine.train", "run_train")
     print_result(run_train(arch_file, cfg))
 
@@ -403,7 +419,7 @@ def bench_query(
     """Look up an architecture's accuracy (and cost) in a tabular benchmark, without training it."""
     if benchmark is None:
         raise UserError("bench-query needs --benchmark FILE (the tabular benchmark to query)")
-    _require_file(benchmark, "benchmark file")
+    _require_path(benchmark, "benchmark file")
     if space is not None:
         check_name("space", space, SPACES)
     if dataset is not None:

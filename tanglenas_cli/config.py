@@ -99,6 +99,8 @@ class RunConfig(_Section):
     entangle: StrictBool = True
     out_dir: Path | None = None
     num_workers: NonNegativeInt = 0
+    # Search on a fixed random subset of this many training images (quick runs); None = all of them.
+    train_subset: PositiveInt | None = None
     grad_clip: PositiveFloat | None = 5.0
     weight_optimizer: WeightOptimizerConfig = Field(default_factory=WeightOptimizerConfig)
     arch_optimizer: ArchOptimizerConfig = Field(default_factory=ArchOptimizerConfig)

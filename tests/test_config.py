@@ -98,6 +98,7 @@ def test_missing_space_says_how_to_give_one() -> None:
 
 def test_presets_folder_has_the_paper_presets() -> None:
     expected = {"quickstart", "toy-cell-fmnist-train", "toy-conv-macro-cifar10-train", "nb201-cifar10-train"}
+    expected.add("darts-cifar10-train")
     for family in (
         "toy-cell-fmnist",
         "toy-conv-macro-cifar10",

@@ -70,6 +70,7 @@ def run_derive(run_dir: Path, out: Path | None = None, epoch: int | None = None)
         dataset=cfg.dataset,
         space_options=dict(cfg.space_options),
         derived_by=method,
+        **space.arch_fields(arch),
     )
     result: dict[str, Any] = {"space": cfg.space, "architecture": space.describe(arch)}
     if key is not None:

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset, Subset
 from tanglenas_cli.config import RunConfig, resolve_data_root
 from tanglenas_cli.data import DatasetInfo, build_datasets, search_splits
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import Sampler, make_sampler
+from tanglenas_cli.nas import Sampler, SubsetSPOSSampler, make_sampler
 from tanglenas_cli.spaces import SPACE_REGISTRY
 from tanglenas_cli.spaces.base import DataShape, SearchSpace
 
@@ -33,6 +33,10 @@ def load_search_data(cfg: RunConfig) -> SearchData:
     root = resolve_data_root(cfg)
     train_set, _, info = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=True)
     plain_train, _, _ = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=False)
+    if cfg.train_subset is not None and cfg.train_subset < len(train_set):
+        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))
+        chosen = order[: cfg.train_subset].tolist()
+        train_set, plain_train = Subset(train_set, chosen), Subset(plain_train, chosen)
     weight_split, arch_split = search_splits(train_set, cfg.train_portion)
     valid_split = Subset(plain_train, list(arch_split.indices))
     if len(weight_split) == 0:
@@ -52,8 +56,11 @@ def make_space(name: str, info: DatasetInfo, options: dict | None) -> SearchSpac
     return SPACE_REGISTRY[name](data_shape(info), options or {})
 
 
-def make_sampler_for(cfg: RunConfig) -> Sampler:
-    """Return the sampler of the config's one-shot optimizer."""
+def make_sampler_for(cfg: RunConfig, space: SearchSpace | None = None) -> Sampler:
+    """Return the sampler of the config's one-shot optimizer (subset SPOS where the space offers subsets)."""
+    subsets = space.spos_subsets() if space is not None and cfg.optimizer == "spos" else None
+    if subsets:
+        return SubsetSPOSSampler(subsets, seed=cfg.seed)
     options: dict = {}
     if cfg.optimizer.startswith("darts"):
         options["activation"] = cfg.sampler.darts_activation

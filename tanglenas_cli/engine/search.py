@@ -84,7 +84,7 @@ class SearchRun:
         self.space: SearchSpace = make_space(cfg.space, self.data.info, cfg.space_options)
         self.model = self.space.build_supernet(entangle=cfg.entangle).to(self.device)
         self.choices = choices_by_name(self.model)
-        self.sampler = make_sampler_for(cfg)
+        self.sampler = make_sampler_for(cfg, self.space)
         self.weight_optimizer = make_weight_optimizer(cfg, weight_parameters(self.model))
         self.schedule = EpochSchedule(cfg, self.weight_optimizer)
         self.architect = Architect(
@@ -316,6 +316,7 @@ class SearchRun:
             dataset=self.cfg.dataset,
             space_options=dict(self.cfg.space_options),
             derived_by=method,
+            **self.space.arch_fields(arch),
         )
         epochs = files.read_jsonl(self.out / files.METRICS)
         epoch_records = [r for r in epochs if r.get("kind") == "epoch"]

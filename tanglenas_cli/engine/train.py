@@ -69,6 +69,8 @@ def run_train(arch_file: Path, cfg: RunConfig) -> dict[str, Any]:
         with RunProgress(cfg.logging.progress, cfg.epochs) as progress:
             for epoch in range(cfg.epochs):
                 lr = schedule.set_epoch(epoch)
+                if hasattr(model, "set_epoch"):  # e.g. the drop-path ramp of DARTS networks
+                    model.set_epoch(epoch, cfg.epochs)
                 loader = epoch_loader(
                     train_set, cfg.batch_size, seed=cfg.seed * 1_000 + epoch, num_workers=cfg.num_workers
                 )
@@ -78,7 +80,12 @@ def run_train(arch_file: Path, cfg: RunConfig) -> dict[str, Any]:
                 for inputs, targets in loader:
                     inputs, targets = inputs.to(device), targets.to(device)
                     logits = model(inputs)
-                    loss = F.cross_entropy(logits, targets)
+                    if isinstance(logits, tuple):  # (logits, auxiliary-head logits)
+                        logits, aux_logits = logits
+                        loss = F.cross_entropy(logits, targets)
+                        loss = loss + model.auxiliary_weight * F.cross_entropy(aux_logits, targets)
+                    else:
+                        loss = F.cross_entropy(logits, targets)
                     optimizer.zero_grad(set_to_none=True)
                     accelerator.backward(loss)
                     if cfg.grad_clip is not None:

@@ -24,6 +24,7 @@ from tanglenas_cli.nas.samplers import (
     GDASSampler,
     Sampler,
     SPOSSampler,
+    SubsetSPOSSampler,
     make_sampler,
     sparsemax,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "SPOSSampler",
     "Sampler",
     "SlicedDim",
+    "SubsetSPOSSampler",
     "Superposition",
     "WeightSource",
     "Zero",

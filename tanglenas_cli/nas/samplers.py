@@ -6,7 +6,7 @@ reproducible, checkpointable and identical on every process started with the sam
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -189,6 +189,43 @@ class SPOSSampler(Sampler):
 
     def eval_weights(self, logits: Tensor) -> tuple[Tensor, int | None]:
         return self.weights(logits)
+
+
+class SubsetSPOSSampler(SPOSSampler):
+    """SPOS over groups of choices (e.g. the incoming edges of a DARTS node): per group, ``keep``
+    choices draw a uniform candidate other than ``off_index`` and the others are set to
+    ``off_index`` (the ``none`` op); choices in no group are sampled as in plain SPOS."""
+
+    def __init__(
+        self, groups: Sequence[Sequence[str]], keep: int = 2, off_index: int = 0, seed: int = 0
+    ) -> None:
+        super().__init__(seed)
+        names = [name for group in groups for name in group]
+        if keep < 1 or off_index < 0 or len(names) != len(set(names)):
+            raise ValueError(f"subset SPOS needs keep >= 1, off_index >= 0 and disjoint groups, got {groups}")
+        self.groups = [list(group) for group in groups]
+        self.keep, self.off_index = keep, off_index
+
+    def _draw_on(self, choice: Choice) -> int:
+        if len(choice) < 2 or self.off_index >= len(choice):
+            raise ValueError(f"choice {choice.name!r} cannot be kept apart from candidate {self.off_index}")
+        index = int(torch.randint(len(choice) - 1, (), generator=self.generator))
+        return index + 1 if index >= self.off_index else index
+
+    def sample(self, choices: Iterable[Choice], training: bool = True) -> None:
+        by_name = {choice.name: choice for choice in choices}
+        grouped: set[str] = set()
+        for group in self.groups:
+            members = [by_name[name] for name in group if name in by_name]
+            grouped.update(choice.name for choice in members)
+            kept = set(torch.randperm(len(members), generator=self.generator)[: self.keep].tolist())
+            for position, choice in enumerate(members):
+                index = self._draw_on(choice) if position in kept else self.off_index
+                choice.set_mixing(one_hot(index, len(choice), choice.arch_logits.detach()), index)
+        for name, choice in by_name.items():
+            if name not in grouped:
+                weights, index = self.weights(choice.arch_logits)
+                choice.set_mixing(weights, index)
 
 
 class DiscreteSampler(Sampler):

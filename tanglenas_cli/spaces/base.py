@@ -68,6 +68,18 @@ class SearchSpace:
         """Return a one-line description of ``arch``."""
         return str(dict(arch))
 
+    def arch_fields(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        """Return extra fields written beside ``arch`` in arch.yaml (e.g. a DARTS genotype string)."""
+        return {}
+
+    def named_architectures(self) -> dict[str, dict[str, Any]]:
+        """Return the architectures shipped with the space, by name (e.g. published genotypes)."""
+        return {}
+
+    def spos_subsets(self) -> list[list[str]] | None:
+        """Return groups of choice names of which SPOS keeps only some per sample (None: no groups)."""
+        return None
+
 
 def choices_by_name(model: nn.Module) -> dict[str, Choice]:
     """Return the Choices of ``model`` keyed by their names."""
