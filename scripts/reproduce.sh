@@ -19,6 +19,8 @@ if [ -n "${FAST:-}" ]; then
   args+=(--set epochs=3 --set train_subset=6000 --set space_options.C=8 --set batch_size=128)
   if [ "$SPACE" = nb201 ]; then args+=(--set space_options.N=1); else args+=(--set space_options.layers=3); fi
 fi
+bench="${BENCH:-${TANGLENAS_DATA_ROOT:-$HOME/.cache/tanglenas/data}/benchmarks/nb201.csv}"
+if [ "$SPACE" = nb201 ] && [ -e "$bench" ]; then args+=(--benchmark "$bench"); fi  # looked up every epoch
 run="$RUNS/${SPACE}-${OPT}-${DATASET}-s${SEED}${FAST:+-fast}"
 if [ -f "$run/checkpoint.pt" ]; then
   tanglenas search --resume "$run"
@@ -27,7 +29,6 @@ else
 fi
 tanglenas derive "$run"
 if [ "$SPACE" = nb201 ]; then
-  bench="${BENCH:-${TANGLENAS_DATA_ROOT:-$HOME/.cache/tanglenas/data}/benchmarks/nb201.csv}"
   echo
   echo "== $SPACE / $OPT / $DATASET: derived architecture in the benchmark ($bench) =="
   tanglenas bench-query "$run" --benchmark "$bench" --dataset "$DATASET"

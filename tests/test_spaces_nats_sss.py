@@ -16,9 +16,10 @@ SPACE = NATSSizeSpace(DataShape(10, (3, 16, 16)))
 
 
 @pytest.mark.parametrize("optimizer", ["darts_v1", "drnas", "gdas", "spos"])
-def test_supernet_forward_backward(optimizer):
+@pytest.mark.parametrize("entangle", [True, False], ids=["we", "ws"])
+def test_supernet_forward_backward(entangle, optimizer):
     torch.manual_seed(0)
-    model = SPACE.build_supernet(True)
+    model = SPACE.build_supernet(entangle)
     choices = choices_by_name(model)
     sampler = make_sampler(optimizer, seed=0)
     sampler.sample(choices.values())
@@ -44,8 +45,6 @@ def test_derive_key_and_training_step():
     assert len(SPACE.all_architectures()) == len(WIDTHS) ** 5
     with pytest.raises(UserError):
         SPACE.validate("8:16:24")
-    with pytest.raises(UserError):
-        SPACE.build_supernet(False)
 
 
 def test_one_hot_supernet_equals_discrete_network():

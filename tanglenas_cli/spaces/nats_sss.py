@@ -5,8 +5,9 @@ from {8, ..., 64}; the cell topology is fixed to NB201's best cell. WE: widths a
 of one 64-wide weight per conv and batch norm; a conv between two layers takes the joint
 (input width x output width) candidates. The architecture key is the NATS size string ``8:16:...``.
 
-The supernet's skip edge between two differently chosen widths is an entangled 1x1 ReLU-conv-BN
-(NATS uses it when the widths differ; for equal widths the discrete network uses the identity).
+The supernet's skip edge between two differently chosen widths is a 1x1 ReLU-conv-BN (NATS uses it
+when the widths differ; for equal widths the discrete network uses the identity). WS: one separate
+module per width, each reading the zero-padded 64-channel input.
 """
 
 from __future__ import annotations
@@ -16,15 +17,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import Choice, EntangledConv2d, EntangledLinear, JointChoice, WeightSource
+from tanglenas_cli.nas import Choice, EntangledConv2d, EntangledLinear, JointChoice, MixedOp, WeightSource
 from tanglenas_cli.nas.entangled_norm import EntangledBatchNorm2d
 from tanglenas_cli.spaces import register_space
 from tanglenas_cli.spaces.base import SearchSpace
 
 WIDTHS = (8, 16, 24, 32, 40, 48, 56, 64)
+MAX_WIDTH = max(WIDTHS)
 LAYERS = 5
 REDUCTIONS = (1, 3)  # ResNet blocks; the other layers are cells
 # NB201's best cell: (node, input node, op)
@@ -100,6 +103,107 @@ class SizeNetwork(nn.Module):
         return self.classifier(x.mean(dim=(2, 3)))
 
 
+class _EntangledParts:
+    """WE: every conv and batch norm is one 64-wide tensor whose widths are channel prefixes."""
+
+    def __init__(self, space: NATSSizeSpace) -> None:
+        self.space = space
+
+    def _conv_source(self, prev: Choice, cur: Choice) -> tuple[WeightSource, list[int], list[int]]:
+        if prev is cur:
+            return cur, list(WIDTHS), list(WIDTHS)
+        joint = JointChoice([prev, cur])
+        ins, outs = (list(v) for v in zip(*joint.candidates, strict=True))
+        return joint, ins, outs
+
+    def relu_conv_bn(self, prev: Choice, cur: Choice, kernel: int, stride: int, affine: bool) -> nn.Module:
+        source, ins, outs = self._conv_source(prev, cur)
+        track = self.space.options.track_running_stats
+        return ReLUConvBN(
+            nn.ReLU(),
+            EntangledConv2d(source, ins, outs, kernel, stride=stride),
+            EntangledBatchNorm2d(cur, WIDTHS, affine=affine, track_running_stats=track),
+        )
+
+    def shortcut(self, prev: Choice, cur: Choice) -> nn.Module:
+        source, ins, outs = self._conv_source(prev, cur)
+        return EntangledConv2d(source, ins, outs, 1)
+
+    def stem(self, first: Choice) -> nn.Module:
+        in_channels = self.space.data.input_shape[0]
+        return nn.Sequential(
+            EntangledConv2d(first, in_channels, list(WIDTHS), 3),
+            EntangledBatchNorm2d(first, WIDTHS, affine=True),
+        )
+
+    def last_norm(self, last: Choice) -> nn.Module:
+        return EntangledBatchNorm2d(last, WIDTHS, affine=True)
+
+    def classifier(self, last: Choice) -> nn.Module:
+        return EntangledLinear(last, list(WIDTHS), self.space.data.num_classes, bias_weighted=False)
+
+
+class PadChannels(nn.Module):
+    """Zero-pads (or cuts) dimension 1 to ``width`` channels: WS candidates all read the widest input."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.width = width
+
+    def forward(self, x: Tensor) -> Tensor:
+        missing = self.width - x.shape[1]
+        if missing > 0:
+            return torch.cat([x, x.new_zeros(x.shape[0], missing, *x.shape[2:])], dim=1)
+        return x[:, : self.width]
+
+
+class _SharedParts:
+    """WS: one separate module per candidate width; outputs are zero-padded to 64 and mixed."""
+
+    def __init__(self, space: NATSSizeSpace) -> None:
+        self.space = space
+
+    def relu_conv_bn(self, prev: Choice, cur: Choice, kernel: int, stride: int, affine: bool) -> nn.Module:
+        track = self.space.options.track_running_stats
+        ops = [
+            nn.Sequential(
+                PadChannels(MAX_WIDTH), relu_conv_bn(MAX_WIDTH, width, kernel, stride, affine, track)
+            )
+            for width in WIDTHS
+        ]
+        return MixedOp(cur, ops, pad_dim=1)
+
+    def shortcut(self, prev: Choice, cur: Choice) -> nn.Module:
+        ops = [nn.Sequential(PadChannels(MAX_WIDTH), nn.Conv2d(MAX_WIDTH, w, 1, bias=False)) for w in WIDTHS]
+        return MixedOp(cur, ops, pad_dim=1)
+
+    def stem(self, first: Choice) -> nn.Module:
+        in_channels = self.space.data.input_shape[0]
+        ops = [
+            nn.Sequential(nn.Conv2d(in_channels, w, 3, padding=1, bias=False), nn.BatchNorm2d(w))
+            for w in WIDTHS
+        ]
+        return MixedOp(first, ops, pad_dim=1)
+
+    def last_norm(self, last: Choice) -> nn.Module:
+        return MixedOp(last, [nn.Sequential(PadChannels(w), nn.BatchNorm2d(w)) for w in WIDTHS], pad_dim=1)
+
+    def classifier(self, last: Choice) -> nn.Module:
+        classes = self.space.data.num_classes
+        return MixedOp(last, [_FirstFeatures(w, nn.Linear(w, classes)) for w in WIDTHS])
+
+
+class _FirstFeatures(nn.Module):
+    """Feeds the first ``width`` features to ``module``."""
+
+    def __init__(self, width: int, module: nn.Module) -> None:
+        super().__init__()
+        self.width, self.module = width, module
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.module(x[..., : self.width])
+
+
 @register_space("nats_sss")
 class NATSSizeSpace(SearchSpace):
     """NATS-Bench size search space (channel widths of 5 layers)."""
@@ -109,46 +213,18 @@ class NATSSizeSpace(SearchSpace):
     default_dataset = "cifar10"
 
     # -- supernet -------------------------------------------------------------------------------
-    def _conv_source(self, prev: Choice, cur: Choice) -> tuple[WeightSource, list[int], list[int]]:
-        if prev is cur:
-            return cur, list(WIDTHS), list(WIDTHS)
-        joint = JointChoice([prev, cur])
-        ins, outs = (list(v) for v in zip(*joint.candidates, strict=True))
-        return joint, ins, outs
-
-    def _entangled_rcb(
-        self, prev: Choice, cur: Choice, kernel: int, stride: int, affine: bool
-    ) -> nn.Sequential:
-        source, ins, outs = self._conv_source(prev, cur)
-        return ReLUConvBN(
-            nn.ReLU(),
-            EntangledConv2d(source, ins, outs, kernel, stride=stride),
-            EntangledBatchNorm2d(
-                cur, WIDTHS, affine=affine, track_running_stats=self.options.track_running_stats
-            ),
-        )
-
     def build_supernet(self, entangle: bool = True) -> nn.Module:
-        if not entangle:
-            raise UserError(
-                "nats_sss supports weight entanglement only (its 64 joint widths per conv are one tensor)"
-            )
         choices = [Choice(f"channels{i}", WIDTHS) for i in range(LAYERS)]
-        opts = self.options
-        stem = nn.Sequential(
-            EntangledConv2d(choices[0], self.data.input_shape[0], list(WIDTHS), 3),
-            EntangledBatchNorm2d(choices[0], WIDTHS, affine=True),
-        )
+        parts = _EntangledParts(self) if entangle else _SharedParts(self)
         layers: list[nn.Module] = []
         for i, cur in enumerate(choices):
             prev = choices[max(i - 1, 0)]
             if i in REDUCTIONS:
-                source, ins, outs = self._conv_source(prev, cur)
                 layers.append(
                     ResNetBlock(
-                        self._entangled_rcb(prev, cur, 3, 2, True),
-                        self._entangled_rcb(cur, cur, 3, 1, True),
-                        EntangledConv2d(source, ins, outs, 1),
+                        parts.relu_conv_bn(prev, cur, 3, 2, True),
+                        parts.relu_conv_bn(cur, cur, 3, 1, True),
+                        parts.shortcut(prev, cur),
                     )
                 )
                 continue
@@ -158,15 +234,11 @@ class NATSSizeSpace(SearchSpace):
                 if op == "skip" and first is cur:
                     edges.append(nn.Identity())
                 else:
-                    edges.append(self._entangled_rcb(first, cur, 3 if op == "conv" else 1, 1, opts.affine))
+                    kernel = 3 if op == "conv" else 1
+                    edges.append(parts.relu_conv_bn(first, cur, kernel, 1, self.options.affine))
             layers.append(Cell(edges))
         last = choices[-1]
-        network = SizeNetwork(
-            stem,
-            layers,
-            EntangledBatchNorm2d(last, WIDTHS, affine=True),
-            EntangledLinear(last, list(WIDTHS), self.data.num_classes, bias_weighted=False),
-        )
+        network = SizeNetwork(parts.stem(choices[0]), layers, parts.last_norm(last), parts.classifier(last))
         network.choices = nn.ModuleDict({c.name: c for c in choices})
         return network
 
