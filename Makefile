@@ -12,9 +12,9 @@ RUNS ?= runs/reproduce
 
 .PHONY: install test lint format reproduce-nb201 reproduce-darts
 
-install:  ## editable install with runtime, wandb and dev dependencies
+install:  ## editable install with runtime, wandb, NB201/NATS-Bench and dev dependencies
 	$(PIP) install --upgrade pip
-	$(PIP) install -e ".[dev,wandb]"
+	$(PIP) install -e ".[dev,wandb,nb201]"
 	-command -v pyenv >/dev/null 2>&1 && pyenv rehash
 	$(PYTHON) -m tanglenas_cli --help >/dev/null
 
