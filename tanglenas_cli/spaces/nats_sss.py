@@ -25,13 +25,16 @@ from tanglenas_cli.nas import Choice, EntangledConv2d, EntangledLinear, JointCho
 from tanglenas_cli.nas.entangled_norm import EntangledBatchNorm2d
 from tanglenas_cli.spaces import register_space
 from tanglenas_cli.spaces.base import SearchSpace
+from tanglenas_cli.spaces.nb201 import EDGES, Cell
 
 WIDTHS = (8, 16, 24, 32, 40, 48, 56, 64)
 MAX_WIDTH = max(WIDTHS)
 LAYERS = 5
 REDUCTIONS = (1, 3)  # ResNet blocks; the other layers are cells
-# NB201's best cell: (node, input node, op)
-CELL = ((1, 0, "conv"), (2, 0, "conv"), (2, 1, "conv"), (3, 0, "skip"), (3, 1, "conv"), (3, 2, "conv"))
+# NB201's best cell, on NB201's edges (node, input node): the op of each edge
+CELL = tuple(
+    (*edge, op) for edge, op in zip(EDGES, ("conv", "conv", "conv", "skip", "conv", "conv"), strict=True)
+)
 
 
 @dataclass
@@ -53,25 +56,6 @@ def relu_conv_bn(c_in: int, c_out: int, kernel: int, stride: int, affine: bool, 
         nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
         nn.BatchNorm2d(c_out, affine=affine, track_running_stats=track),
     )
-
-
-class Cell(nn.Module):
-    """The fixed NB201 cell; node i sums its incoming edges, the output is node 3."""
-
-    def __init__(self, edges: list[nn.Module]) -> None:
-        super().__init__()
-        self.edges = nn.ModuleList(edges)
-
-    def forward(self, x: Tensor) -> Tensor:
-        nodes = [x]
-        for node in (1, 2, 3):
-            incoming = [
-                edge(nodes[src])
-                for edge, (target, src, _) in zip(self.edges, CELL, strict=True)
-                if target == node
-            ]
-            nodes.append(sum(incoming[1:], incoming[0]))
-        return nodes[3]
 
 
 class ResNetBlock(nn.Module):
