@@ -21,6 +21,7 @@ from tanglenas_cli.config import (
     check_space_available,
     default_data_root,
     load_config,
+    parse_override,
 )
 from tanglenas_cli.console import print_error, print_result
 from tanglenas_cli.errors import UserError
@@ -431,6 +432,59 @@ def bench_query(
         raise UserError(f"architecture file not found: {target}")
     run_bench_query = _engine_function("bench-query", "tanglenas_cli.engine.bench_query", "run_bench_query")
     print_result(run_bench_query(arch, benchmark=benchmark, space=space, dataset=dataset), as_json)
+
+
+@app.command("profile")
+def profile_command(
+    space: Annotated[
+        str, typer.Option("--space", metavar="SPACE", help=f"Search space, one of: {', '.join(SPACES)}.")
+    ],
+    optimizer: Annotated[
+        str,
+        typer.Option("--opt", "--optimizer", help=f"One-shot optimizer, one of: {', '.join(OPTIMIZERS)}."),
+    ] = "drnas",
+    batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", min=1, help="Batch size.")] = 64,
+    steps: Annotated[int, typer.Option("--steps", metavar="N", min=1, help="Measured steps (median).")] = 10,
+    warmup: Annotated[int, typer.Option("--warmup", metavar="N", min=0, help="Unmeasured steps first.")] = 3,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", metavar="space_options.KEY=VALUE", help="Space setting (repeatable), e.g. C=8."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
+) -> None:
+    """Step time and peak memory: WE supernet, WS supernet and the largest subnet, each in its own process."""
+    check_name("space", space, SPACES)
+    check_name("optimizer", optimizer, OPTIMIZERS)
+    check_space_available(space)
+    options = {}
+    for text in overrides or ():
+        parts, value = parse_override(text)
+        if len(parts) != 2 or parts[0] != "space_options":
+            raise UserError(f"profile takes only --set space_options.KEY=VALUE, not {text!r}")
+        options[parts[1]] = value
+    run_profile = _engine_function("profile", "tanglenas_cli.engine.profile", "run_profile")
+    result = run_profile(space, optimizer, batch_size, steps, warmup, options)
+    if as_json:
+        print_result(result, as_json=True)
+        return
+    table = Table(title=f"{space}, {optimizer}, batch {batch_size}, {result['device']}")
+    for column in (
+        "mode",
+        "step (s)",
+        "peak memory (MB)",
+        "parameters",
+        "time / largest",
+        "memory / largest",
+    ):
+        table.add_column(column, justify="right")
+    for mode, numbers in result["modes"].items():
+        time_ratio = result.get(f"{mode}_time_ratio", 1.0)
+        memory_ratio = result.get(f"{mode}_memory_ratio", 1.0)
+        table.add_row(mode, f"{numbers['step_s']:.4f}", f"{numbers['peak_mb']:.1f}", f"{numbers['params']:,}",
+                      f"{time_ratio:.2f}x", f"{memory_ratio:.2f}x")  # fmt: skip
+    Console(highlight=False).print(table)
 
 
 @app.command("presets")

@@ -60,6 +60,10 @@ class SearchSpace:
         """Return the tabular-benchmark key of ``arch`` (None when the space has no benchmark)."""
         return None
 
+    def largest_architecture(self) -> dict[str, Any]:
+        """Return the single most expensive architecture (the cost floor a supernet step is compared to)."""
+        raise UserError(f"space {self.name!r} defines no largest architecture")
+
     def all_architectures(self) -> list[dict[str, Any]] | None:
         """Return every architecture of the space when it is small enough to list (else None)."""
         return None

@@ -178,6 +178,10 @@ class DartsSpace(SearchSpace):
             arch[cell_type] = pairs
         return arch
 
+    def largest_architecture(self) -> dict[str, Any]:
+        pairs = [["sep_conv_5x5", state] for _ in NODE_EDGES for state in (0, 1)]
+        return {cell_type: [list(p) for p in pairs] for cell_type in CELL_TYPES}
+
     def validate(self, arch: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(arch, Mapping) or set(arch) != set(CELL_TYPES):
             raise UserError(f"a darts architecture needs exactly the keys {list(CELL_TYPES)}")

@@ -285,6 +285,9 @@ class NATSSizeSpace(SearchSpace):
     def benchmark_key(self, arch: Mapping[str, Any]) -> str:
         return ":".join(str(c) for c in self.validate(arch)["channels"])
 
+    def largest_architecture(self) -> dict[str, Any]:
+        return {"channels": [MAX_WIDTH] * LAYERS}
+
     def all_architectures(self) -> list[dict[str, Any]]:
         return [{"channels": list(c)} for c in itertools.product(WIDTHS, repeat=LAYERS)]
 

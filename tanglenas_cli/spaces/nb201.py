@@ -205,6 +205,9 @@ class NB201Space(SearchSpace):
             nodes.append("|" + "|".join(f"{edges[f'edge{node}<-{j}']}~{j}" for j in range(node)) + "|")
         return "+".join(nodes)
 
+    def largest_architecture(self) -> dict[str, Any]:
+        return {"edges": dict.fromkeys(EDGE_NAMES, "nor_conv_3x3")}
+
     def all_architectures(self) -> list[dict[str, Any]]:
         combinations = itertools.product(OPS, repeat=len(EDGE_NAMES))
         return [{"edges": dict(zip(EDGE_NAMES, ops, strict=True))} for ops in combinations]

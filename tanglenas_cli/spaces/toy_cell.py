@@ -192,6 +192,9 @@ class ToyCellSpace(SearchSpace):
             f"reduce={reduce}, reduce_concat=range(1, 3))"
         )
 
+    def largest_architecture(self) -> dict[str, Any]:
+        return {t: [["sep_conv_5x5", source] for source in EDGE_INPUTS] for t in CELL_TYPES}
+
     def all_architectures(self) -> list[dict[str, Any]]:
         result = []
         for ops in itertools.product(OPS, repeat=6):

@@ -190,6 +190,9 @@ class ConvMacroSpace(SearchSpace):
         arch = self.validate(arch)
         return str([arch["channels"], arch["kernels"]])
 
+    def largest_architecture(self) -> dict[str, Any]:
+        return {"channels": [max(c) for c in CHANNELS], "kernels": [max(KERNELS)] * 4}
+
     def all_architectures(self) -> list[dict[str, Any]]:
         return [
             {"channels": list(channels), "kernels": list(kernels)}

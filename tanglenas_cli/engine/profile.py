@@ -1,0 +1,125 @@
+"""``tanglenas profile``: step time and peak memory of the WE supernet, the WS supernet and the
+largest single subnet of a space, each measured in its own fresh process so peaks never mix.
+
+A step is forward + loss + backward of the weights (and, for supernets, the architecture logits),
+with a fresh sample of the mixing weights. On CPU the peak is the growth of the process's peak RSS
+over its value after construction; on a GPU it is ``torch.cuda.max_memory_allocated`` after a reset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from tanglenas_cli.errors import UserError
+
+MODES = ("we", "ws", "largest")
+DEFAULT_SHAPES = {
+    "toy_cell": (10, (1, 28, 28)),
+    "toy_conv_macro": (10, (3, 32, 32)),
+    "nb201": (10, (3, 32, 32)),
+    "nats_sss": (10, (3, 32, 32)),
+    "darts": (10, (3, 32, 32)),
+}
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def measure(space_name: str, mode: str, optimizer: str, batch_size: int, steps: int, warmup: int,
+            options: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """Return the median step time and peak memory of one mode, measured in this process."""
+    from tanglenas_cli.nas import make_sampler
+    from tanglenas_cli.spaces import SPACE_REGISTRY
+    from tanglenas_cli.spaces.base import DataShape, choices_by_name
+
+    num_classes, shape = DEFAULT_SHAPES.get(space_name, (10, (3, 32, 32)))
+    space = SPACE_REGISTRY[space_name](DataShape(num_classes, shape), options)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    if mode == "largest":
+        model = space.build_network(space.largest_architecture()).to(device)
+        choices = []
+    else:
+        model = space.build_supernet(entangle=mode == "we").to(device)
+        choices = list(choices_by_name(model).values())
+    sampler = make_sampler(optimizer, seed=0)
+    inputs = torch.randn(batch_size, *shape, device=device)
+    targets = torch.randint(0, num_classes, (batch_size,), device=device)
+    model.train()
+
+    def step() -> None:
+        if choices:
+            sampler.sample(choices)
+        output = model(inputs)
+        logits = output[0] if isinstance(output, tuple) else output
+        F.cross_entropy(logits, targets).backward()
+        model.zero_grad(set_to_none=True)
+        for choice in choices:
+            choice.arch_logits.grad = None
+
+    baseline = _peak_rss_mb()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for number in range(warmup + steps):
+        started = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if number >= warmup:
+            times.append(time.perf_counter() - started)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2**20
+        device_name = torch.cuda.get_device_name()
+    else:
+        peak = _peak_rss_mb() - baseline
+        device_name = f"cpu ({torch.get_num_threads()} threads)"
+    params = sum(p.numel() for p in model.parameters())
+    return {"mode": mode, "step_s": statistics.median(times), "peak_mb": peak, "params": params,
+            "device": device_name}  # fmt: skip
+
+
+def run_profile(space: str, optimizer: str = "drnas", batch_size: int = 64, steps: int = 10, warmup: int = 3,
+                options: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Measure every mode in its own process; return the numbers and the ratios to the largest subnet."""
+    from tanglenas_cli.spaces import SPACE_REGISTRY
+
+    if space not in SPACE_REGISTRY:
+        raise UserError(f"space {space!r} is not available (available: {', '.join(sorted(SPACE_REGISTRY))})")
+    results: dict[str, dict[str, Any]] = {}
+    for mode in MODES:
+        request = json.dumps({"space": space, "mode": mode, "optimizer": optimizer, "batch_size": batch_size,
+                              "steps": steps, "warmup": warmup, "options": options or {}})  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "tanglenas_cli.engine.profile", request],
+            capture_output=True, text=True, env=os.environ.copy(), check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise UserError(f"profiling {space} ({mode}) failed: {last}")
+        results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+    largest = results["largest"]
+    summary: dict[str, Any] = {"space": space, "optimizer": optimizer, "batch_size": batch_size,
+                               "device": largest["device"], "modes": results}  # fmt: skip
+    for mode in ("we", "ws"):
+        summary[f"{mode}_time_ratio"] = round(results[mode]["step_s"] / largest["step_s"], 3)
+        summary[f"{mode}_memory_ratio"] = round(results[mode]["peak_mb"] / max(largest["peak_mb"], 1e-9), 3)
+    return summary
+
+
+if __name__ == "__main__":  # the worker: one mode, one fresh process, one JSON line
+    spec = json.loads(sys.argv[1])
+    print(json.dumps(measure(spec["space"], spec["mode"], spec["optimizer"], spec["batch_size"],
+                             spec["steps"], spec["warmup"], spec["options"])))  # fmt: skip
