@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from tanglenas_cli.nas import Choice, MixedOp, Zero
 from tanglenas_cli.spaces.darts_ops import DilConv, EntangledDilConv, EntangledSepConv, SepConv
+from tanglenas_cli.spaces.pooling import BoxAvgPool2d
 
 OPS = (
     "none",
@@ -70,7 +71,7 @@ def make_op(name: str, channels: int, stride: int, affine: bool, pool_norm: bool
         if name == "max_pool_3x3":
             pool = nn.MaxPool2d(3, stride=stride, padding=1)
         else:
-            pool = nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+            pool = BoxAvgPool2d(3, stride=stride)
         return nn.Sequential(pool, nn.BatchNorm2d(channels, affine=False)) if pool_norm else pool
     if name == "skip_connect":
         return nn.Identity() if stride == 1 else FactorizedReduce(channels, channels, affine)

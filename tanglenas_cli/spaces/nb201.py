@@ -20,6 +20,7 @@ from tanglenas_cli.errors import UserError
 from tanglenas_cli.nas import Choice, EntangledConv2d, MixedOp, WeightSource, Zero
 from tanglenas_cli.spaces import register_space
 from tanglenas_cli.spaces.base import SearchSpace
+from tanglenas_cli.spaces.pooling import BoxAvgPool2d
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (node, input node)
@@ -79,7 +80,7 @@ def make_op(name: str, channels: int, options: NB201Options) -> nn.Module:
     if name == "skip_connect":
         return nn.Identity()
     if name == "avg_pool_3x3":
-        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+        return BoxAvgPool2d(3)
     return ReLUConvBN(channels, channels, 3 if name == "nor_conv_3x3" else 1, 1, options)
 
 
