@@ -114,6 +114,17 @@ WandbOption = Annotated[
     bool | None,
     typer.Option("--wandb/--no-wandb", help="Log to Weights & Biases (default: off)."),
 ]
+ChannelsLastOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--channels-last/--no-channels-last",
+        help="Store weights and activations channels-last (faster convolutions; default: off).",
+    ),
+]
+CompileOption = Annotated[
+    bool | None,
+    typer.Option("--compile/--no-compile", help="Compile the model with torch.compile (default: off)."),
+]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -231,6 +242,8 @@ def search(
         ),
     ] = None,
     wandb: WandbOption = None,
+    channels_last: ChannelsLastOption = None,
+    compile_model: CompileOption = None,
 ) -> None:
     """Search an architecture: train the supernet's weights and architecture logits, write a run directory.
 
@@ -256,6 +269,8 @@ def search(
         "data_root": data_root,
         "benchmark": benchmark,
         "logging.wandb": wandb,
+        "channels_last": channels_last,
+        "compile": compile_model,
     }
     cfg = build_config(preset=preset, flags=flags, overrides=overrides or (), base=base)
     if cfg.benchmark is not None:
@@ -318,6 +333,8 @@ def train(
     ] = None,
     data_root: DataRootOption = None,
     wandb: WandbOption = None,
+    channels_last: ChannelsLastOption = None,
+    compile_model: CompileOption = None,
 ) -> None:
     """Train a derived architecture from scratch and write its checkpoint.
 
@@ -345,6 +362,8 @@ def train(
         "out_dir": out,
         "data_root": data_root,
         "logging.wandb": wandb,
+        "channels_last": channels_last,
+        "compile": compile_model,
     }
     cfg = build_config(preset=preset, flags=flags, overrides=overrides or (), base=base)
     check_space_available(cfg.space)
@@ -453,6 +472,12 @@ def profile_command(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
+    channels_last: Annotated[
+        bool, typer.Option("--channels-last", help="Store weights and activations channels-last.")
+    ] = False,
+    compile_model: Annotated[
+        bool, typer.Option("--compile", help="torch.compile every mode (compiles before the warm-up).")
+    ] = False,
 ) -> None:
     """Step time and peak memory: WE supernet, WS supernet and the largest subnet, each in its own process."""
     check_name("space", space, SPACES)
@@ -465,11 +490,23 @@ def profile_command(
             raise UserError(f"profile takes only --set space_options.KEY=VALUE, not {text!r}")
         options[parts[1]] = value
     run_profile = _engine_function("profile", "tanglenas_cli.engine.profile", "run_profile")
-    result = run_profile(space, optimizer, batch_size, steps, warmup, options)
+    result = run_profile(
+        space,
+        optimizer,
+        batch_size,
+        steps,
+        warmup,
+        options,
+        channels_last=channels_last,
+        compile=compile_model,
+    )
     if as_json:
         print_result(result, as_json=True)
         return
-    table = Table(title=f"{space}, {optimizer}, batch {batch_size}, {result['device']}")
+    extras = "".join(
+        f", {name}" for name, on in (("channels-last", channels_last), ("compiled", compile_model)) if on
+    )
+    table = Table(title=f"{space}, {optimizer}, batch {batch_size}{extras}, {result['device']}")
     for column in (
         "mode",
         "step (s)",

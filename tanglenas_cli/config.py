@@ -102,6 +102,9 @@ class RunConfig(_Section):
     # Search on a fixed random subset of this many training images (quick runs); None = all of them.
     train_subset: PositiveInt | None = None
     grad_clip: PositiveFloat | None = 5.0
+    # Speed: store weights and activations channels-last; compile the model's forward (torch.compile).
+    channels_last: StrictBool = False
+    compile: StrictBool = False
     weight_optimizer: WeightOptimizerConfig = Field(default_factory=WeightOptimizerConfig)
     arch_optimizer: ArchOptimizerConfig = Field(default_factory=ArchOptimizerConfig)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)

@@ -105,7 +105,8 @@ def test_search_queries_the_benchmark_every_epoch(tmp_path: Path):
 
 def test_train_then_eval(searched: Path, tmp_path: Path):
     out = tmp_path / "trained"
-    result = invoke("train", searched, "--out", out, "--set", "epochs=1", "--set", "logging.progress=false")
+    result = invoke("train", searched, "--out", out, "--set", "epochs=1", "--set", "logging.progress=false",
+                    "--channels-last")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (out / "model.pt").is_file() and (out / "summary.json").is_file()
     evaluation = invoke("eval", out / "model.pt", "--json")
@@ -122,7 +123,10 @@ def test_train_then_eval(searched: Path, tmp_path: Path):
     assert foreign.exit_code == 2 and "not a trained checkpoint" in foreign.output
 
 
-@pytest.mark.parametrize("optimizer, extra", [("darts_v2", []), ("spos", []), ("gdas", ["--ws"])])
+@pytest.mark.parametrize(
+    "optimizer, extra",
+    [("darts_v2", []), ("spos", []), ("gdas", ["--ws"]), ("darts_v1", ["--channels-last"])],
+)
 def test_other_optimizers_and_weight_sharing(optimizer, extra, tmp_path: Path):
     result = invoke(
         "search", *TINY, "--set", "epochs=1", "--opt", optimizer, *extra, "--out", tmp_path / "run"

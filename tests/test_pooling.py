@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from tanglenas_cli.spaces.pooling import BoxAvgPool2d
+from tanglenas_cli.nas.pooling import BoxAvgPool2d
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -18,3 +18,43 @@ def test_box_pool_equals_avg_pool(stride, size, kernel):
     grad_expected = torch.autograd.grad(expected.square().sum(), x)[0]
     grad_actual = torch.autograd.grad(actual.square().sum(), x)[0]
     torch.testing.assert_close(grad_actual, grad_expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_skip_pool_mix_equals_weighted_sum(channels_last):
+    from tanglenas_cli.nas.pooling import skip_pool_mix
+
+    x = torch.randn(2, 4, 9, 8, dtype=torch.float64)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    x.requires_grad_()
+    weights = torch.tensor([0.3, -0.7], dtype=torch.float64, requires_grad=True)
+    pool = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+    expected = weights[0] * x + weights[1] * pool(x)
+    actual = skip_pool_mix(x, weights[0], weights[1], BoxAvgPool2d(3))
+    torch.testing.assert_close(actual, expected)
+    upstream = torch.randn_like(expected)
+    grads_expected = torch.autograd.grad(expected, (x, weights), upstream)
+    grads_actual = torch.autograd.grad(actual, (x, weights), upstream)
+    for got, want in zip(grads_actual, grads_expected, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_mixed_op_fuses_skip_and_pool_without_changing_results():
+    from tanglenas_cli.nas import Choice, MixedOp, Zero
+
+    choice = Choice("edge", ["none", "skip", "pool", "conv"])
+    conv = nn.Conv2d(3, 3, 3, padding=1)
+    op = MixedOp(choice, [Zero(), nn.Identity(), BoxAvgPool2d(3), conv])
+    assert op._skip_pool == (1, 2)
+    weights = torch.softmax(torch.randn(4), 0).requires_grad_()
+    choice.set_mixing(weights)
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    pool = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+    expected = weights[1] * x + weights[2] * pool(x) + weights[3] * conv(x)
+    actual = op(x)
+    torch.testing.assert_close(actual, expected)
+    grads_expected = torch.autograd.grad(expected.square().sum(), (x, weights, conv.weight))
+    grads_actual = torch.autograd.grad(actual.square().sum(), (x, weights, conv.weight))
+    for got, want in zip(grads_actual, grads_expected, strict=True):
+        torch.testing.assert_close(got, want)

@@ -4,10 +4,13 @@ largest single subnet of a space, each measured in its own fresh process so peak
 A step is forward + loss + backward of the weights (and, for supernets, the architecture logits),
 with a fresh sample of the mixing weights. On CPU the peak is the growth of the process's peak RSS
 over its value after construction; on a GPU it is ``torch.cuda.max_memory_allocated`` after a reset.
+With ``compile`` the first (compiling) step runs before the reset, so only the steps' memory counts.
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import os
 import resource
@@ -15,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,9 +40,26 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def _forget_peak_rss() -> float:
+    """Reset the kernel's peak-RSS mark (Linux ``clear_refs``) and return the RSS now, in MB.
+
+    Used after compiling, so the compiler's own memory does not count as the step's peak. Without
+    ``clear_refs`` (not Linux) the peak is left as is and the current peak is returned.
+    """
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap back, so the baseline holds no slack
+        Path("/proc/self/clear_refs").write_text("5")
+        return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
+    except (OSError, AttributeError):
+        return _peak_rss_mb()
+
+
 def measure(space_name: str, mode: str, optimizer: str, batch_size: int, steps: int, warmup: int,
-            options: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+            options: dict[str, Any], channels_last: bool = False,
+            compile: bool = False) -> dict[str, Any]:  # fmt: skip
     """Return the median step time and peak memory of one mode, measured in this process."""
+    from tanglenas_cli.engine.speed import check_compile_supported, speed_up
     from tanglenas_cli.nas import make_sampler
     from tanglenas_cli.spaces import SPACE_REGISTRY
     from tanglenas_cli.spaces.base import DataShape, choices_by_name
@@ -53,6 +74,9 @@ def measure(space_name: str, mode: str, optimizer: str, batch_size: int, steps: 
     else:
         model = space.build_supernet(entangle=mode == "we").to(device)
         choices = list(choices_by_name(model).values())
+    if compile and mode != "largest":
+        check_compile_supported(optimizer)
+    speed_up(model, channels_last=channels_last, compile=compile)
     sampler = make_sampler(optimizer, seed=0)
     inputs = torch.randn(batch_size, *shape, device=device)
     targets = torch.randint(0, num_classes, (batch_size,), device=device)
@@ -69,6 +93,10 @@ def measure(space_name: str, mode: str, optimizer: str, batch_size: int, steps: 
             choice.arch_logits.grad = None
 
     baseline = _peak_rss_mb()
+    if compile:  # the first call compiles: do it before measuring, and forget the compiler's memory
+        step()
+        warmup = max(warmup - 1, 0)
+        baseline = _forget_peak_rss()
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -92,7 +120,8 @@ def measure(space_name: str, mode: str, optimizer: str, batch_size: int, steps: 
 
 
 def run_profile(space: str, optimizer: str = "drnas", batch_size: int = 64, steps: int = 10, warmup: int = 3,
-                options: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+                options: dict[str, Any] | None = None, *, channels_last: bool = False,
+                compile: bool = False) -> dict[str, Any]:  # fmt: skip
     """Measure every mode in its own process; return the numbers and the ratios to the largest subnet."""
     from tanglenas_cli.spaces import SPACE_REGISTRY
 
@@ -101,7 +130,8 @@ def run_profile(space: str, optimizer: str = "drnas", batch_size: int = 64, step
     results: dict[str, dict[str, Any]] = {}
     for mode in MODES:
         request = json.dumps({"space": space, "mode": mode, "optimizer": optimizer, "batch_size": batch_size,
-                              "steps": steps, "warmup": warmup, "options": options or {}})  # fmt: skip
+                              "steps": steps, "warmup": warmup, "options": options or {},
+                              "channels_last": channels_last, "compile": compile})  # fmt: skip
         done = subprocess.run(
             [sys.executable, "-m", "tanglenas_cli.engine.profile", request],
             capture_output=True, text=True, env=os.environ.copy(), check=False,
@@ -112,6 +142,7 @@ def run_profile(space: str, optimizer: str = "drnas", batch_size: int = 64, step
         results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
     largest = results["largest"]
     summary: dict[str, Any] = {"space": space, "optimizer": optimizer, "batch_size": batch_size,
+                               "channels_last": channels_last, "compile": compile,
                                "device": largest["device"], "modes": results}  # fmt: skip
     for mode in ("we", "ws"):
         summary[f"{mode}_time_ratio"] = round(results[mode]["step_s"] / largest["step_s"], 3)
@@ -122,4 +153,5 @@ def run_profile(space: str, optimizer: str = "drnas", batch_size: int = 64, step
 if __name__ == "__main__":  # the worker: one mode, one fresh process, one JSON line
     spec = json.loads(sys.argv[1])
     print(json.dumps(measure(spec["space"], spec["mode"], spec["optimizer"], spec["batch_size"],
-                             spec["steps"], spec["warmup"], spec["options"])))  # fmt: skip
+                             spec["steps"], spec["warmup"], spec["options"], spec.get("channels_last", False),
+                             spec.get("compile", False))))  # fmt: skip

@@ -38,6 +38,7 @@ from tanglenas_cli.engine.loaders import CyclingLoader, epoch_loader
 from tanglenas_cli.engine.lookup import BenchmarkLookup
 from tanglenas_cli.engine.plot import plot_trajectories
 from tanglenas_cli.engine.progress import RunProgress
+from tanglenas_cli.engine.speed import check_compile_supported, speed_up
 from tanglenas_cli.engine.spos import spos_random_search
 from tanglenas_cli.engine.tracker import Tracker, require_wandb
 from tanglenas_cli.errors import UserError
@@ -82,7 +83,10 @@ class SearchRun:
         seed_everything(cfg.seed)
         self.data = load_search_data(cfg)
         self.space: SearchSpace = make_space(cfg.space, self.data.info, cfg.space_options)
+        if cfg.compile:
+            check_compile_supported(cfg.optimizer)
         self.model = self.space.build_supernet(entangle=cfg.entangle).to(self.device)
+        speed_up(self.model, channels_last=cfg.channels_last, compile=cfg.compile)
         self.choices = choices_by_name(self.model)
         self.sampler = make_sampler_for(cfg, self.space)
         self.weight_optimizer = make_weight_optimizer(cfg, weight_parameters(self.model))

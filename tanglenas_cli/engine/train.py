@@ -18,6 +18,7 @@ from tanglenas_cli.engine.evaluation import count_parameters, evaluate
 from tanglenas_cli.engine.factory import EpochSchedule, make_space, make_weight_optimizer
 from tanglenas_cli.engine.loaders import epoch_loader
 from tanglenas_cli.engine.progress import RunProgress
+from tanglenas_cli.engine.speed import speed_up
 from tanglenas_cli.engine.tracker import Tracker, require_wandb
 from tanglenas_cli.errors import UserError
 
@@ -49,6 +50,7 @@ def run_train(arch_file: Path, cfg: RunConfig) -> dict[str, Any]:
     space = make_space(cfg.space, info, space_options)
     arch = space.validate(stored["architecture"])
     model = space.build_network(arch).to(device)
+    speed_up(model, channels_last=cfg.channels_last, compile=cfg.compile)
     optimizer = make_weight_optimizer(cfg, model.parameters())
     schedule = EpochSchedule(cfg, optimizer)
     out.mkdir(parents=True, exist_ok=True)

@@ -100,6 +100,8 @@ class _CachedSource:
         self._cache: Mixing | None = None
 
     def mixing(self) -> Mixing:
+        if torch.compiler.is_compiling():  # version counters would make torch.compile re-trace every step
+            return self._compute()
         key = tuple(p.version for p in self._parents)
         if key != self._cache_key:
             self._cache = self._compute()

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tanglenas_cli.nas.choices import WeightSource
+from tanglenas_cli.nas.pooling import BoxAvgPool2d, skip_pool_mix
 
 
 class Zero(nn.Module):
@@ -53,7 +54,8 @@ class MixedOp(nn.Module):
     ``candidates[i]`` is candidate ``i``'s module, or None when candidate ``i`` belongs to one of
     ``groups``: ``(indices, module)`` pairs whose module reads its weights from a subset of the same
     source (``choice.subset(indices)``), runs once for the whole group and weights its own output.
-    ``Zero`` candidates are skipped in the mixture (they add exactly zero to output and gradients).
+    ``Zero`` candidates are skipped in the mixture (they add exactly zero to output and gradients), and
+    an identity plus a stride-1 average pool are computed as one fused term that stores only ``x``.
     With ``pad_dim`` set, outputs of different widths are zero-padded to the widest before summing.
     """
 
@@ -78,6 +80,7 @@ class MixedOp(nn.Module):
                 if self._is_plain[index] or index in self._group_of:
                     raise ValueError(f"candidate {index} is claimed twice")
                 self._group_of[index] = number
+        self._skip_pool = _skip_and_pool(self.candidates, self._is_plain)
         missing = [i for i, plain in enumerate(self._is_plain) if not plain and i not in self._group_of]
         if missing:
             raise ValueError(f"candidates {missing} have neither a module nor a group")
@@ -96,12 +99,28 @@ class MixedOp(nn.Module):
                 return weights[index] * self.candidates[index](x)
             return self.groups[self._group_of[index]](x)
         total: Tensor | None = None
+        fused = self._skip_pool or ()
         for index, op in enumerate(self.candidates):
-            if self._is_plain[index] and not isinstance(op, Zero):
+            if self._is_plain[index] and not isinstance(op, Zero) and index not in fused:
                 total = add_padded(total, weights[index] * op(x), self.pad_dim)
+        if self._skip_pool is not None:
+            skip, pool = self._skip_pool
+            term = skip_pool_mix(x, weights[skip], weights[pool], self.candidates[pool])
+            total = add_padded(total, term, self.pad_dim)
         for group in self.groups:
             total = add_padded(total, group(x), self.pad_dim)
         if total is None:  # every candidate is Zero
             zero_index = self._is_plain.index(True)
             return self.candidates[zero_index](x) * weights.sum()
         return total
+
+
+def _skip_and_pool(candidates: nn.ModuleList, is_plain: list[bool]) -> tuple[int, int] | None:
+    """Return the indices of an identity and a stride-1 box average pool among the plain candidates."""
+    skips = [i for i, op in enumerate(candidates) if is_plain[i] and type(op) is nn.Identity]
+    pools = [
+        i
+        for i, op in enumerate(candidates)
+        if is_plain[i] and isinstance(op, BoxAvgPool2d) and op.stride == 1
+    ]
+    return (skips[0], pools[0]) if skips and pools else None

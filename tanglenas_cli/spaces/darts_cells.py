@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tanglenas_cli.nas import Choice, MixedOp, Zero
+from tanglenas_cli.nas.pooling import BoxAvgPool2d
 from tanglenas_cli.spaces.darts_ops import DilConv, EntangledDilConv, EntangledSepConv, SepConv
-from tanglenas_cli.spaces.pooling import BoxAvgPool2d
 
 OPS = (
     "none",

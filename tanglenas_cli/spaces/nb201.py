@@ -18,9 +18,9 @@ from torch import Tensor, nn
 
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.nas import Choice, EntangledConv2d, MixedOp, WeightSource, Zero
+from tanglenas_cli.nas.pooling import BoxAvgPool2d
 from tanglenas_cli.spaces import register_space
 from tanglenas_cli.spaces.base import SearchSpace
-from tanglenas_cli.spaces.pooling import BoxAvgPool2d
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (node, input node)

@@ -1,0 +1,116 @@
+"""A faster average pool for cell spaces, and the fused skip + pool term of a mixed edge.
+
+``nn.AvgPool2d(k, stride, k // 2, count_include_pad=False)`` is among the slowest ops of a cell supernet
+step on CPU. The same numbers are a box sum (a depthwise convolution with a constant kernel) times the
+inverse count of in-bounds pixels per window. Autograd's depthwise-convolution backward is several times
+slower than its forward on CPU, so the backward here is written out: the adjoint of a box sum is a box
+sum (stride 1) or a transposed box convolution (stride > 1).
+
+:func:`skip_pool_mix` computes ``w_skip * x + w_pool * avgpool(x)`` as one autograd node that keeps
+only ``x`` for the backward pass (no pooled tensor, no weighted intermediates), which is what a
+weight-entangled NB201 edge adds on top of its superposed convolution.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.autograd import Function
+
+
+def _box(channels: int, kernel_size: int, like: Tensor) -> Tensor:
+    return torch.ones(1, 1, 1, 1, dtype=like.dtype, device=like.device).expand(
+        channels, 1, kernel_size, kernel_size
+    )
+
+
+def box_sum(x: Tensor, kernel_size: int, stride: int = 1) -> Tensor:
+    """Return the sum over each ``kernel_size`` window of ``x`` (zero padding ``kernel_size // 2``)."""
+    channels = x.shape[1]
+    return F.conv2d(
+        x, _box(channels, kernel_size, x), stride=stride, padding=kernel_size // 2, groups=channels
+    )
+
+
+def box_sum_adjoint(grad: Tensor, kernel_size: int, stride: int, input_size: tuple[int, int]) -> Tensor:
+    """Return the adjoint of :func:`box_sum` applied to ``grad``, shaped like the box sum's input."""
+    if stride == 1:
+        return box_sum(grad, kernel_size)
+    channels, padding = grad.shape[1], kernel_size // 2
+    natural = [(n - 1) * stride - 2 * padding + kernel_size for n in grad.shape[-2:]]
+    output_padding = [size - got for size, got in zip(input_size, natural, strict=True)]
+    return F.conv_transpose2d(
+        grad, _box(channels, kernel_size, grad), stride=stride, padding=padding,
+        output_padding=output_padding, groups=channels,
+    )  # fmt: skip
+
+
+class _BoxAverage(Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, inverse_counts: Tensor, kernel_size: int, stride: int) -> Tensor:
+        ctx.save_for_backward(inverse_counts)
+        ctx.kernel_size, ctx.stride, ctx.input_size = kernel_size, stride, tuple(x.shape[-2:])
+        return box_sum(x, kernel_size, stride) * inverse_counts
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (inverse_counts,) = ctx.saved_tensors
+        grad_x = box_sum_adjoint(grad * inverse_counts, ctx.kernel_size, ctx.stride, ctx.input_size)
+        return grad_x, None, None, None
+
+
+class _SkipPoolMix(Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, w_skip: Tensor, w_pool: Tensor, inverse_counts: Tensor, kernel_size: int):
+        ctx.save_for_backward(x, w_skip, w_pool, inverse_counts)
+        ctx.kernel_size = kernel_size
+        pooled = box_sum(x, kernel_size).mul_(inverse_counts)
+        return torch.addcmul(x * w_skip, pooled, w_pool)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, w_skip, w_pool, inverse_counts = ctx.saved_tensors
+        # <grad, w_pool * B(x) / n> = <B(grad / n), x> * w_pool: B is self-adjoint at stride 1.
+        pooled_grad = box_sum(grad * inverse_counts, ctx.kernel_size)
+        grad_x = torch.addcmul(grad * w_skip, pooled_grad, w_pool) if ctx.needs_input_grad[0] else None
+        grad_skip = torch.sum(grad * x).reshape(w_skip.shape) if ctx.needs_input_grad[1] else None
+        grad_pool = torch.sum(pooled_grad * x).reshape(w_pool.shape) if ctx.needs_input_grad[2] else None
+        return grad_x, grad_skip, grad_pool, None, None
+
+
+class BoxAvgPool2d(nn.Module):
+    """Average over the in-bounds pixels of each k x k window ("same" padding, padding not counted)."""
+
+    def __init__(self, kernel_size: int = 3, stride: int = 1) -> None:
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError("BoxAvgPool2d needs an odd kernel size")
+        self.kernel_size, self.stride = kernel_size, stride
+        self._counts: dict[tuple, Tensor] = {}
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
+    def inverse_counts(self, x: Tensor) -> Tensor:
+        """Return 1 / (in-bounds pixels) of every output window, shaped (1, 1, H_out, W_out)."""
+        if torch.compiler.is_compiling():  # a cache would make the compiler re-trace; it folds this anyway
+            return self._compute_inverse_counts(x)
+        key = (x.shape[-2], x.shape[-1], x.device, x.dtype)
+        if key not in self._counts:
+            self._counts[key] = self._compute_inverse_counts(x)
+        return self._counts[key]
+
+    def _compute_inverse_counts(self, x: Tensor) -> Tensor:
+        ones = torch.ones(1, 1, *x.shape[-2:], device=x.device, dtype=x.dtype)
+        return box_sum(ones, self.kernel_size, self.stride).reciprocal()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _BoxAverage.apply(x, self.inverse_counts(x), self.kernel_size, self.stride)
+
+
+def skip_pool_mix(x: Tensor, w_skip: Tensor, w_pool: Tensor, pool: BoxAvgPool2d) -> Tensor:
+    """Return ``w_skip * x + w_pool * pool(x)`` (stride-1 ``pool``), saving only ``x`` for backward."""
+    if pool.stride != 1:
+        raise ValueError("skip_pool_mix needs a stride-1 pool")
+    return _SkipPoolMix.apply(x, w_skip, w_pool, pool.inverse_counts(x), pool.kernel_size)
