@@ -118,7 +118,7 @@ ChannelsLastOption = Annotated[
     bool | None,
     typer.Option(
         "--channels-last/--no-channels-last",
-        help="Store weights and activations channels-last (faster convolutions; default: off).",
+        help="Store weights and activations channels-last (faster convolutions on CPU; default: off).",
     ),
 ]
 CompileOption = Annotated[

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tanglenas_cli.nas.choices import WeightSource
+from tanglenas_cli.nas.fast_conv import conv2d
 from tanglenas_cli.nas.superposition import SlicedDim, Superposition
 
 
@@ -154,7 +155,7 @@ class EntangledConv2d(EntangledLayer):
 
     def forward_mixture(self, x: Tensor, weights: Tensor) -> Tensor:
         superposed_weight = self.weight_superposition.superpose(self.weight, weights)
-        return F.conv2d(
+        return conv2d(
             x,
             superposed_weight,
             self._mixture_bias(weights),
@@ -183,7 +184,7 @@ class EntangledConv2d(EntangledLayer):
             if self.bias_weighted:
                 bias = bias * scale
         padding = self.candidate_padding[index]
-        return F.conv2d(x, weight, bias, self.stride, padding, self.dilation, self.candidate_groups(index))
+        return conv2d(x, weight, bias, self.stride, padding, self.dilation, self.candidate_groups(index))
 
     def export(self, index: int) -> nn.Conv2d:
         """Return a standalone ``nn.Conv2d`` holding a copy of candidate ``index``'s weights."""

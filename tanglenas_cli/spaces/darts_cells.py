@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tanglenas_cli.nas import Choice, MixedOp, Zero
+from tanglenas_cli.nas.fast_conv import Conv2d
 from tanglenas_cli.nas.pooling import BoxAvgPool2d
 from tanglenas_cli.spaces.darts_ops import DilConv, EntangledDilConv, EntangledSepConv, SepConv
 
@@ -51,8 +52,8 @@ class FactorizedReduce(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, affine: bool) -> None:
         super().__init__()
-        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
+        self.conv_1 = Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = Conv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: Tensor) -> Tensor:

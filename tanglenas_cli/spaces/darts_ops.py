@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from tanglenas_cli.nas import EntangledConv2d, WeightSource
+from tanglenas_cli.nas.fast_conv import Conv2d
 
 
 class SepConv(nn.Sequential):
@@ -34,7 +35,7 @@ class DilConv(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, affine: bool = False) -> None:
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel, stride, 2 * (kernel // 2), dilation=2, groups=c_in, bias=False),
+            Conv2d(c_in, c_in, kernel, stride, 2 * (kernel // 2), dilation=2, groups=c_in, bias=False),
             nn.Conv2d(c_in, c_out, 1, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
         )

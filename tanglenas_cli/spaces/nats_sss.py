@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.nas import Choice, EntangledConv2d, EntangledLinear, JointChoice, MixedOp, WeightSource
 from tanglenas_cli.nas.entangled_norm import EntangledBatchNorm2d
+from tanglenas_cli.nas.fast_conv import Conv2d
 from tanglenas_cli.spaces import register_space
 from tanglenas_cli.spaces.base import SearchSpace
 from tanglenas_cli.spaces.nb201 import EDGES, Cell
@@ -53,7 +54,7 @@ def relu_conv_bn(c_in: int, c_out: int, kernel: int, stride: int, affine: bool, 
     """Return a discrete ReLU-conv-BN."""
     return ReLUConvBN(
         nn.ReLU(),
-        nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
+        Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
         nn.BatchNorm2d(c_out, affine=affine, track_running_stats=track),
     )
 

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.nas import Choice, EntangledConv2d, MixedOp, WeightSource, Zero
+from tanglenas_cli.nas.fast_conv import Conv2d
 from tanglenas_cli.nas.pooling import BoxAvgPool2d
 from tanglenas_cli.spaces import register_space
 from tanglenas_cli.spaces.base import SearchSpace
@@ -54,7 +55,7 @@ class ReLUConvBN(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, options: NB201Options) -> None:
         super().__init__(
             nn.ReLU(),
-            nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=not options.affine),
+            Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=not options.affine),
             norm(c_out, options),
         )
 

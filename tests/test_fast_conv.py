@@ -1,0 +1,51 @@
+"""conv2d with stride == dilation computed on the subsampled input equals F.conv2d exactly."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tanglenas_cli.nas.fast_conv import Conv2d, conv2d
+
+
+@pytest.mark.parametrize("size", [(16, 16), (15, 9), (7, 8)])
+@pytest.mark.parametrize("kernel, stride, dilation, groups", [
+    (3, 2, 2, 4), (5, 2, 2, 4), (3, 3, 3, 1), (5, 1, 1, 4), (3, 2, 1, 1), (3, 1, 2, 4),
+    (1, 2, 1, 1), (1, 3, 1, 2),
+])  # fmt: skip
+def test_conv2d_equals_torch(size, kernel, stride, dilation, groups):
+    x = torch.randn(2, 4, *size, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 4 // groups, kernel, kernel, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    padding = dilation * (kernel - 1) // 2
+    expected = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    actual = conv2d(x, weight, bias, stride, padding, dilation, groups)
+    torch.testing.assert_close(actual, expected)
+    upstream = torch.randn_like(expected)
+    grads = torch.autograd.grad(actual, (x, weight, bias), upstream)
+    for got, want in zip(grads, torch.autograd.grad(expected, (x, weight, bias), upstream), strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_conv2d_module_keeps_the_state_dict_and_numbers():
+    fast = Conv2d(4, 4, 5, 2, 4, dilation=2, groups=4, bias=False)
+    plain = torch.nn.Conv2d(4, 4, 5, 2, 4, dilation=2, groups=4, bias=False)
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 4, 11, 11)
+    torch.testing.assert_close(fast(x), plain(x))
+
+
+def test_channels_last_strided_1x1_conv_does_not_corrupt_memory():
+    # torch 2.14's oneDNN weight gradient of this exact conv corrupts the heap (abort); ours subsamples.
+    script = """
+import torch
+from tanglenas_cli.nas.fast_conv import Conv2d
+conv = Conv2d(4, 4, 1, stride=2, bias=False).to(memory_format=torch.channels_last)
+for _ in range(20):
+    x = torch.randn(47, 4, 16, 16).contiguous(memory_format=torch.channels_last).requires_grad_()
+    conv(x).square().sum().backward()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-500:]
