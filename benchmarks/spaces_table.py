@@ -26,12 +26,21 @@ def main() -> None:
     parser.add_argument("--optimizer", default="drnas")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--channels-last", action="store_true", help="profile with channels-last layout")
+    parser.add_argument("--compile", action="store_true", help="profile with torch.compile")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for space in args.spaces:
-        result = run_profile(space, args.optimizer, args.batch_size, args.steps)
+        result = run_profile(
+            space,
+            args.optimizer,
+            args.batch_size,
+            args.steps,
+            channels_last=args.channels_last,
+            compile=args.compile,
+        )
         for mode in MODES:
             numbers = result["modes"][mode]
             rows.append(
@@ -46,7 +55,11 @@ def main() -> None:
                 }
             )
             print(rows[-1])
-    with (args.out / "spaces.csv").open("w", newline="") as handle:
+    suffix = "".join(
+        f"-{n}" for n, on in (("channels-last", args.channels_last), ("compiled", args.compile)) if on
+    )
+    csv_path, png_path = args.out / f"spaces{suffix}.csv", args.out / f"spaces{suffix}.png"
+    with csv_path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -62,10 +75,12 @@ def main() -> None:
         axis.axhline(1.0, color="grey", linewidth=0.8)
         axis.set_title(title)
         axis.legend(fontsize=8)
-    figure.suptitle(f"{args.optimizer}, batch {args.batch_size}, {rows[0]['device']}")
+    figure.suptitle(
+        f"{args.optimizer}, batch {args.batch_size}{suffix.replace('-', ', ', 1)}, {rows[0]['device']}"
+    )
     figure.tight_layout()
-    figure.savefig(args.out / "spaces.png", dpi=110)
-    print(f"wrote {args.out / 'spaces.csv'} and {args.out / 'spaces.png'}")
+    figure.savefig(png_path, dpi=110)
+    print(f"wrote {csv_path} and {png_path}")
 
 
 if __name__ == "__main__":

@@ -277,7 +277,9 @@ def search(
         _require_path(cfg.benchmark, "benchmark file")
     check_space_available(cfg.space)
     run_search = _engine_function("search", "tanglenas_cli.engine.search", "run_search")
-    print_result(run_search(cfg, resume=resume))
+    result = run_search(cfg, resume=resume)
+    if result is not None:  # None on data-parallel processes other than the first
+        print_result(result)
 
 
 @app.command()

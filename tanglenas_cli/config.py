@@ -105,6 +105,10 @@ class RunConfig(_Section):
     # Speed: store weights and activations channels-last; compile the model's forward (torch.compile).
     channels_last: StrictBool = False
     compile: StrictBool = False
+    # Autocast precision (Accelerate): bf16 works on CPU and GPU, fp16 needs a GPU (loss scaling).
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    # Steps whose loss or gradients are NaN/inf are skipped; this many in a row stop the run.
+    max_nonfinite_steps: PositiveInt = 10
     weight_optimizer: WeightOptimizerConfig = Field(default_factory=WeightOptimizerConfig)
     arch_optimizer: ArchOptimizerConfig = Field(default_factory=ArchOptimizerConfig)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)

@@ -24,8 +24,12 @@ def evaluate(
     device: torch.device,
     before_forward: Callable[[], None] | None = None,
     max_batches: int | None = None,
+    reduce: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, float]:
-    """Return mean loss, top-1 and top-5 accuracy (%) of ``model`` over ``batches`` (eval mode)."""
+    """Return mean loss, top-1 and top-5 accuracy (%) of ``model`` over ``batches`` (eval mode).
+
+    ``reduce`` (e.g. a sum over data-parallel processes) is applied to the totals before averaging.
+    """
     was_training = model.training
     model.eval()
     loss_sum, top1, top5, count = 0.0, 0, 0, 0
@@ -41,6 +45,9 @@ def evaluate(
         top5 += correct_top_k(logits, targets, 5)
         count += len(targets)
     model.train(was_training)
+    if reduce is not None:
+        totals = reduce(torch.tensor([loss_sum, top1, top5, count], dtype=torch.float64, device=device))
+        loss_sum, top1, top5, count = (float(v) for v in totals.tolist())
     if count == 0:
         return {"loss": float("nan"), "top1": float("nan"), "top5": float("nan")}
     return {"loss": loss_sum / count, "top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count}

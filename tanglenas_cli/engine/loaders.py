@@ -1,4 +1,8 @@
-"""Data loaders whose order depends only on (seed, epoch), so interrupted runs resume exactly."""
+"""Data loaders whose order depends only on (seed, epoch), so interrupted runs resume exactly.
+
+With several data-parallel processes every process draws the same permutation and the same global
+batches of ``batch_size * world`` samples; process ``rank`` takes every ``world``-th sample of each.
+"""
 
 from __future__ import annotations
 
@@ -23,16 +27,55 @@ class SeededPermutation(Sampler[int]):
         return max(self.size - self.start, 0)
 
 
+class ShardedBatches(Sampler[list[int]]):
+    """Global batches of ``batch_size * world`` indices from ``order``; yields this rank's share of each.
+
+    A rank's share is every ``world``-th index of the global batch, starting at ``rank``. A last global
+    batch smaller than ``world`` is dropped when ``world > 1`` (some rank would get nothing).
+    """
+
+    def __init__(self, order: Sampler[int] | range, batch_size: int, rank: int = 0, world: int = 1) -> None:
+        self.order, self.batch_size, self.rank, self.world = order, batch_size, rank, world
+
+    def _global_batches(self) -> Iterator[list[int]]:
+        size = self.batch_size * self.world
+        batch: list[int] = []
+        for index in self.order:
+            batch.append(index)
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch and len(batch) >= self.world:
+            yield batch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self._global_batches():
+            yield batch[self.rank :: self.world]
+
+    def __len__(self) -> int:
+        total, size = len(self.order), self.batch_size * self.world
+        full, rest = divmod(total, size)
+        return full + (1 if rest and rest >= self.world else 0)
+
+
 def epoch_loader(
-    dataset: Dataset, batch_size: int, seed: int, shuffle: bool = True, num_workers: int = 0, start: int = 0
+    dataset: Dataset,
+    batch_size: int,
+    seed: int,
+    shuffle: bool = True,
+    num_workers: int = 0,
+    start: int = 0,
+    rank: int = 0,
+    world: int = 1,
 ) -> DataLoader:
-    """Return a loader over ``dataset`` whose order is fixed by ``seed`` (skipping ``start`` samples)."""
-    sampler = SeededPermutation(len(dataset), seed, start) if shuffle else None
+    """Return a loader over ``dataset`` whose order is fixed by ``seed`` (skipping ``start`` samples).
+
+    ``batch_size`` is per process: with ``world`` processes a step covers ``batch_size * world`` samples.
+    """
+    order = SeededPermutation(len(dataset), seed, start) if shuffle else range(start, len(dataset))
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        shuffle=False,
+        batch_sampler=ShardedBatches(order, batch_size, rank, world),
         num_workers=num_workers,
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=False,
@@ -45,10 +88,19 @@ class CyclingLoader:
     Used for the arch split, which is drawn from once per weight step across epoch boundaries.
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int, seed: int, num_workers: int = 0) -> None:
-        if len(dataset) == 0:
-            raise ValueError("cannot cycle over an empty dataset")
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        seed: int,
+        num_workers: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        if len(dataset) < world:
+            raise ValueError("cannot cycle over a dataset with fewer samples than processes")
         self.dataset, self.batch_size, self.seed, self.num_workers = dataset, batch_size, seed, num_workers
+        self.rank, self.world = rank, world
         self.cycle, self.consumed = 0, 0  # passes completed, batches taken in the current pass
         self._iterator: Iterator[Any] | None = None
 
@@ -58,7 +110,9 @@ class CyclingLoader:
             self.batch_size,
             seed=self.seed * 100_003 + self.cycle,
             num_workers=self.num_workers,
-            start=self.consumed * self.batch_size,
+            start=self.consumed * self.batch_size * self.world,
+            rank=self.rank,
+            world=self.world,
         )
         self._iterator = iter(loader)
 

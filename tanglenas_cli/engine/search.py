@@ -7,6 +7,7 @@ continues from it and, with the same seed on a CPU, ends exactly where an uninte
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,7 +15,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
 
 from tanglenas_cli.config import RunConfig, resolve_out_dir, write_config
 from tanglenas_cli.engine import run_dir as files
@@ -25,6 +25,7 @@ from tanglenas_cli.engine.checkpoint import (
     seed_everything,
     set_rng_state,
 )
+from tanglenas_cli.engine.distributed import Cluster
 from tanglenas_cli.engine.evaluation import count_parameters, evaluate
 from tanglenas_cli.engine.factory import (
     EpochSchedule,
@@ -37,6 +38,7 @@ from tanglenas_cli.engine.factory import (
 from tanglenas_cli.engine.loaders import CyclingLoader, epoch_loader
 from tanglenas_cli.engine.lookup import BenchmarkLookup
 from tanglenas_cli.engine.plot import plot_trajectories
+from tanglenas_cli.engine.precision import StepGuard, check_finite, make_accelerator
 from tanglenas_cli.engine.progress import RunProgress
 from tanglenas_cli.engine.speed import check_compile_supported, speed_up
 from tanglenas_cli.engine.spos import spos_random_search
@@ -78,14 +80,17 @@ class SearchRun:
                 f"{self.out} already holds a search run; pass --resume {self.out} or another --out"
             )
         checkpoint = load_checkpoint(checkpoint_file, kind="search") if self.resuming else None
-        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        self.accelerator = make_accelerator(cfg.mixed_precision)
         self.device = self.accelerator.device
+        self.cluster = Cluster(self.accelerator.process_index, self.accelerator.num_processes)
+        self.guard = StepGuard(cfg.max_nonfinite_steps, cfg.mixed_precision, self.device)
         seed_everything(cfg.seed)
         self.data = load_search_data(cfg)
         self.space: SearchSpace = make_space(cfg.space, self.data.info, cfg.space_options)
         if cfg.compile:
             check_compile_supported(cfg.optimizer)
         self.model = self.space.build_supernet(entangle=cfg.entangle).to(self.device)
+        self.cluster.broadcast_module(self.model)
         speed_up(self.model, channels_last=cfg.channels_last, compile=cfg.compile)
         self.choices = choices_by_name(self.model)
         self.sampler = make_sampler_for(cfg, self.space)
@@ -100,26 +105,43 @@ class SearchRun:
             weight_decay=arch_weight_decay(cfg),
             second_order=cfg.optimizer == "darts_v2",
             weight_optimizer=self.weight_optimizer,
+            reduce_gradients=self.cluster.average_gradients if self.cluster.active else None,
         )
         self.trains_logits = self.sampler.trains_logits
         self.arch_stream = None
         if self.trains_logits:
             if len(self.data.arch_split) == 0:
                 raise UserError(f"train_portion={cfg.train_portion} leaves no arch split for {cfg.optimizer}")
-            self.arch_stream = CyclingLoader(self.data.arch_split, cfg.batch_size, cfg.seed, cfg.num_workers)
+            self.arch_stream = CyclingLoader(
+                self.data.arch_split, cfg.batch_size, cfg.seed, cfg.num_workers, *self._shard
+            )
         self.lookup = BenchmarkLookup.for_config(cfg, self.space)
         self.start_epoch = 0
         if checkpoint is not None:
             self._restore(checkpoint)
-        else:
+        elif self.cluster.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             for name in (files.METRICS, files.TRAJECTORY):
                 (self.out / name).unlink(missing_ok=True)
-        write_config(cfg, self.out / files.CONFIG)
+        if self.cluster.is_main:
+            write_config(cfg, self.out / files.CONFIG)
+        self.cluster.barrier()
+
+    @property
+    def _shard(self) -> tuple[int, int]:
+        return self.cluster.rank, self.cluster.world
+
+    def _forward_loss(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor):
+        """Return (logits, loss) under autocast; records this process's share for gradient averaging."""
+        self.cluster.local_count = len(targets)
+        with self.accelerator.autocast():
+            logits = model(inputs)
+        logits = logits.float()
+        return logits, F.cross_entropy(logits, targets)
 
     def _arch_loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
         inputs, targets = (t.to(self.device) for t in batch)
-        return classification_loss(model, (inputs, targets))
+        return self._forward_loss(model, inputs, targets)[1]
 
     def _state(self, epoch: int) -> dict[str, Any]:
         return {
@@ -136,6 +158,7 @@ class SearchRun:
             "sampler": self.sampler.state_dict(),
             "arch_stream": self.arch_stream.state_dict() if self.arch_stream else None,
             "rng": rng_state(),
+            "nonfinite_steps": self.guard.skipped_total,
             "file_sizes": {
                 name: files.file_size(self.out / name) for name in (files.METRICS, files.TRAJECTORY)
             },
@@ -158,8 +181,10 @@ class SearchRun:
         if self.arch_stream is not None and state.get("arch_stream"):
             self.arch_stream.load_state_dict(state["arch_stream"])
         set_rng_state(state["rng"])
-        for name, size in state["file_sizes"].items():
-            files.truncate(self.out / name, int(size))
+        self.guard.skipped_total = int(state.get("nonfinite_steps", 0))
+        if self.cluster.is_main:
+            for name, size in state["file_sizes"].items():
+                files.truncate(self.out / name, int(size))
         self.start_epoch = int(state["epoch"])
 
     def _train_epoch(
@@ -167,7 +192,12 @@ class SearchRun:
     ) -> dict[str, float]:
         cfg = self.cfg
         loader = epoch_loader(
-            self.data.weight_split, cfg.batch_size, seed=cfg.seed * 1_000 + epoch, num_workers=cfg.num_workers
+            self.data.weight_split,
+            cfg.batch_size,
+            seed=cfg.seed * 1_000 + epoch,
+            num_workers=cfg.num_workers,
+            rank=self.cluster.rank,
+            world=self.cluster.world,
         )
         progress.start_epoch(epoch, len(loader))
         params = self.architect.weight_params
@@ -177,17 +207,18 @@ class SearchRun:
             inputs, targets = inputs.to(self.device), targets.to(self.device)
             if self.arch_stream is not None:
                 arch_loss = self.architect.step(next(self.arch_stream), (inputs, targets), weight_lr=lr)
-                if arch_loss is not None:
+                if arch_loss is not None and math.isfinite(float(arch_loss)):
                     totals["arch_loss"] += float(arch_loss)
                     totals["arch_steps"] += 1
             self.sampler.sample(self.choices.values())
-            logits = self.model(inputs)
-            loss = F.cross_entropy(logits, targets)
+            logits, loss = self._forward_loss(self.model, inputs, targets)
             self.weight_optimizer.zero_grad(set_to_none=True)
-            self.accelerator.backward(loss, inputs=params)
-            if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            self.weight_optimizer.step()
+            self.guard.backward(loss, params)
+            self.cluster.average_parameter_gradients(params)
+            if not self.guard.step(
+                self.weight_optimizer, params, cfg.grad_clip, where=f"epoch {epoch} step {step}"
+            ):
+                continue
             batch = len(targets)
             totals["loss"] += float(loss.detach()) * batch
             totals["correct"] += int((logits.argmax(-1) == targets).sum())
@@ -221,10 +252,13 @@ class SearchRun:
             seed=0,
             shuffle=False,
             num_workers=self.cfg.num_workers,
+            rank=self.cluster.rank,
+            world=self.cluster.world,
         )
         # one deterministic architecture for the whole pass: the expected / most likely one
         self.sampler.sample(self.choices.values(), training=False)
-        return evaluate(self.model, loader, self.device)
+        with self.accelerator.autocast():
+            return evaluate(self.model, loader, self.device, reduce=self.cluster.sum_)
 
     def _record_epoch(
         self, epoch: int, seconds: float, train: dict, valid: dict, lr: float, tracker: Tracker
@@ -243,9 +277,15 @@ class SearchRun:
         }
         if hasattr(self.sampler, "tau"):
             record["tau"] = self.sampler.tau
+        if self.cluster.active:  # reaching here means the logits were bit-identical on every process
+            record["processes"] = self.cluster.world
+        if self.guard.skipped_total:
+            record["nonfinite_steps_skipped"] = self.guard.skipped_total
         if queried:
             record.update({f"benchmark_{k}": v for k, v in queried.items() if isinstance(v, int | float)})
         tracker.log(record)
+        if not self.cluster.is_main:
+            return record
         files.append_jsonl(
             self.out / files.TRAJECTORY,
             {
@@ -260,37 +300,44 @@ class SearchRun:
         )
         return record
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> dict[str, Any] | None:
         """Run the remaining epochs; return the summary."""
         cfg = self.cfg
         if self.start_epoch >= cfg.epochs:
             return self._finish()
         mode = "we" if cfg.entangle else "ws"
+        main = self.cluster.is_main
         tracker = Tracker(
             self.out / files.METRICS,
-            cfg.logging.wandb,
+            cfg.logging.wandb and main,
             cfg.logging.wandb_project,
             f"{mode}_{cfg.space}_{cfg.optimizer}_{cfg.dataset}_{cfg.seed}",
             cfg.model_dump(mode="json"),
             self.out,
+            enabled=main,
         )
         try:
-            with RunProgress(cfg.logging.progress, cfg.epochs, self.start_epoch) as progress:
+            with RunProgress(cfg.logging.progress and main, cfg.epochs, self.start_epoch) as progress:
                 for epoch in range(self.start_epoch, cfg.epochs):
                     started = time.perf_counter()
                     self.sampler.set_epoch(epoch, cfg.epochs)
                     lr = self.schedule.set_epoch(epoch)
                     train = self._train_epoch(epoch, lr, progress, tracker)
+                    self.cluster.average_buffers(self.model)
+                    self.cluster.check_identical(self.architect.arch_params, "architecture logits")
                     valid = self._validate()
                     record = self._record_epoch(
                         epoch, time.perf_counter() - started, train, valid, lr, tracker
                     )
-                    save_checkpoint(self._state(epoch + 1), self.out / files.CHECKPOINT)
-                    plot_trajectories(
-                        files.read_jsonl(self.out / files.TRAJECTORY),
-                        self.out / files.PLOT,
-                        f"{cfg.space} {cfg.optimizer} ({mode})",
-                    )
+                    state = self._state(epoch + 1)
+                    check_finite(state["model"], "the supernet's weights or logits")
+                    if main:
+                        save_checkpoint(state, self.out / files.CHECKPOINT)
+                        plot_trajectories(
+                            files.read_jsonl(self.out / files.TRAJECTORY),
+                            self.out / files.PLOT,
+                            f"{cfg.space} {cfg.optimizer} ({mode})",
+                        )
                     status = f"valid acc {valid['top1']:.2f}%"
                     if "benchmark_test_acc" in record:
                         status += f" | benchmark test {record['benchmark_test_acc']:.2f}%"
@@ -308,8 +355,10 @@ class SearchRun:
         arch = spos_random_search(self.model, self.space, self.choices, self.sampler, loader, self.device)
         return arch, "random search over the trained supernet (SPOS)"
 
-    def _finish(self) -> dict[str, Any]:
+    def _finish(self) -> dict[str, Any] | None:
         arch, method = self._final_architecture()
+        if not self.cluster.is_main:
+            return None
         key = self.space.benchmark_key(arch)
         queried = self.lookup.query(key) if self.lookup else None
         files.write_arch(
@@ -348,6 +397,6 @@ class SearchRun:
         return shown
 
 
-def run_search(cfg: RunConfig, resume: Path | None = None) -> dict[str, Any]:
-    """Run (or resume) a search and return its summary."""
+def run_search(cfg: RunConfig, resume: Path | None = None) -> dict[str, Any] | None:
+    """Run (or resume) a search; return its summary (None on every data-parallel process but the first)."""
     return SearchRun(cfg, resume=resume).run()

@@ -30,8 +30,10 @@ class Tracker:
         run_name: str = "",
         config: Mapping[str, Any] | None = None,
         run_dir: Path | None = None,
+        enabled: bool = True,
     ) -> None:
         self.path = path
+        self.enabled = enabled  # False on every data-parallel process but the first
         self._wandb_run = None
         if use_wandb:
             wandb = require_wandb()
@@ -46,6 +48,8 @@ class Tracker:
 
     def log(self, record: Mapping[str, Any]) -> None:
         """Write one record."""
+        if not self.enabled:
+            return
         append_jsonl(self.path, record)
         if self._wandb_run is not None:
             numbers = {

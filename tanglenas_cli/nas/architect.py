@@ -43,6 +43,7 @@ class Architect:
         second_order: bool = False,
         weight_optimizer: torch.optim.Optimizer | None = None,
         hvp_epsilon: float = 0.01,
+        reduce_gradients: Callable[[list[Tensor]], list[Tensor]] | None = None,
     ) -> None:
         self.model = model
         self.sampler = sampler
@@ -53,7 +54,13 @@ class Architect:
         self.second_order = second_order
         self.weight_optimizer = weight_optimizer
         self.hvp_epsilon = hvp_epsilon
+        # e.g. averaging across data-parallel processes; applied to every gradient the architect takes
+        self.reduce_gradients = reduce_gradients
         self.optimizer = torch.optim.Adam(self.arch_params, lr=lr, betas=betas, weight_decay=weight_decay)
+
+    def _gradients(self, loss: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
+        grads = _gradients(loss, params)
+        return grads if self.reduce_gradients is None else self.reduce_gradients(grads)
 
     def _loss(self, batch: Any) -> Tensor:
         self.sampler.sample(self.choices)
@@ -78,7 +85,9 @@ class Architect:
             loss, grads = self.unrolled_gradients(arch_batch, train_batch, weight_lr)
         else:
             loss = self.arch_loss(arch_batch)
-            grads = _gradients(loss, self.arch_params)
+            grads = self._gradients(loss, self.arch_params)
+        if not all(bool(torch.isfinite(g).all()) for g in grads):
+            return loss.detach()  # a NaN/inf gradient never reaches the logits (nor Adam's moments)
         for param, grad in zip(self.arch_params, grads, strict=True):
             param.grad = grad.detach()
         self.optimizer.step()
@@ -87,7 +96,7 @@ class Architect:
 
     def _virtual_step(self, train_batch: Any, lr: float) -> None:
         """Move the weights in place to ``w' = w - lr * (momentum * buffer + grad + wd * w)``."""
-        grads = _gradients(self._loss(train_batch), self.weight_params)
+        grads = self._gradients(self._loss(train_batch), self.weight_params)
         momentum, weight_decay, buffers = 0.0, 0.0, {}
         if self.weight_optimizer is not None:
             group = self.weight_optimizer.param_groups[0]
@@ -117,7 +126,7 @@ class Architect:
         try:
             self._virtual_step(train_batch, lr)
             loss = self.arch_loss(arch_batch)
-            grads = _gradients(loss, self.arch_params + self.weight_params)
+            grads = self._gradients(loss, self.arch_params + self.weight_params)
             arch_grads, v = grads[: len(self.arch_params)], grads[len(self.arch_params) :]
         finally:
             with torch.no_grad():
@@ -126,9 +135,9 @@ class Architect:
         norm = torch.sqrt(sum((g.double() ** 2).sum() for g in v))
         radius = self.hvp_epsilon / max(float(norm), 1e-12)
         self._shift_weights(v, radius)
-        grads_plus = _gradients(self._loss(train_batch), self.arch_params)
+        grads_plus = self._gradients(self._loss(train_batch), self.arch_params)
         self._shift_weights(v, -2 * radius)
-        grads_minus = _gradients(self._loss(train_batch), self.arch_params)
+        grads_minus = self._gradients(self._loss(train_batch), self.arch_params)
         with torch.no_grad():
             for param, saved in zip(self.weight_params, original, strict=True):
                 param.copy_(saved)

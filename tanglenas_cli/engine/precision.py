@@ -1,0 +1,80 @@
+"""Mixed precision and the non-finite-step guard of the training loops.
+
+Autocast comes from Accelerate (``mixed_precision`` = no / bf16 / fp16). fp16 needs loss scaling and a
+GPU; bf16 runs on CPU too. A step whose loss or gradients are NaN/inf is skipped (the weights and the
+optimizer state stay as they were); too many in a row stop the run with a clear message.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+from accelerate import Accelerator
+from torch import Tensor
+
+from tanglenas_cli.errors import UserError
+
+
+def make_accelerator(mixed_precision: str = "no") -> Accelerator:
+    """Return the run's Accelerator (CPU unless CUDA is available); fp16 without a GPU is refused."""
+    cuda = torch.cuda.is_available()
+    if mixed_precision == "fp16" and not cuda:
+        raise UserError("mixed_precision=fp16 needs a GPU; use bf16 on a CPU")
+    return Accelerator(cpu=not cuda, mixed_precision=mixed_precision)
+
+
+class StepGuard:
+    """Backward with loss scaling (fp16), and optimizer steps that skip non-finite losses and gradients."""
+
+    def __init__(self, max_in_a_row: int, mixed_precision: str, device: torch.device) -> None:
+        self.max_in_a_row = max_in_a_row
+        self.in_a_row = 0
+        self.skipped_total = 0
+        self.scaler = torch.amp.GradScaler(device.type) if mixed_precision == "fp16" else None
+        self._loss_finite = True
+
+    def backward(self, loss: Tensor, params: Sequence[Tensor]) -> None:
+        """Back-propagate ``loss`` into ``params`` (scaled under fp16)."""
+        self._loss_finite = bool(torch.isfinite(loss.detach()))
+        scaled = self.scaler.scale(loss) if self.scaler is not None else loss
+        scaled.backward(inputs=list(params))
+
+    def step(self, optimizer: torch.optim.Optimizer, params: Sequence[Tensor], clip: float | None,
+             where: str) -> bool:  # fmt: skip
+        """Clip and take the optimizer step; return False (and count it) when the step was skipped."""
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+        # with clip=None the norm is only measured (max_norm=inf leaves the gradients unchanged)
+        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else math.inf)
+        finite = self._loss_finite and bool(torch.isfinite(norm))
+        if self.scaler is not None:
+            self.scaler.step(optimizer)  # skips by itself on inf/NaN gradients
+            self.scaler.update()
+        elif finite:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if finite:
+            self.in_a_row = 0
+            return True
+        self.in_a_row += 1
+        self.skipped_total += 1
+        if self.in_a_row >= self.max_in_a_row:
+            raise UserError(
+                f"the loss or the gradients were NaN/inf for {self.in_a_row} steps in a row (last at "
+                f"{where}); lower the learning rate or raise grad_clip (max_nonfinite_steps sets the limit)"
+            )
+        return False
+
+
+def check_finite(state: Mapping[str, Tensor], what: str) -> None:
+    """Refuse to go on (and so to checkpoint) when any floating tensor of ``state`` holds NaN/inf."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UserError(f"{what} hold NaN/inf ({name}); the last good checkpoint is kept")
+
+
+def finite_or_none(value: float) -> float | None:
+    """Return ``value``, or None for NaN/inf (for JSON records)."""
+    return value if math.isfinite(value) else None
