@@ -121,6 +121,14 @@ ChannelsLastOption = Annotated[
         help="Store weights and activations channels-last (faster convolutions on CPU; default: off).",
     ),
 ]
+MixedPrecisionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--mixed-precision",
+        metavar="no|bf16|fp16",
+        help="Autocast precision via Accelerate (bf16 also on CPU; fp16 needs a GPU). Default: no.",
+    ),
+]
 CompileOption = Annotated[
     bool | None,
     typer.Option("--compile/--no-compile", help="Compile the model with torch.compile (default: off)."),
@@ -244,6 +252,7 @@ def search(
     wandb: WandbOption = None,
     channels_last: ChannelsLastOption = None,
     compile_model: CompileOption = None,
+    mixed_precision: MixedPrecisionOption = None,
 ) -> None:
     """Search an architecture: train the supernet's weights and architecture logits, write a run directory.
 
@@ -271,6 +280,7 @@ def search(
         "logging.wandb": wandb,
         "channels_last": channels_last,
         "compile": compile_model,
+        "mixed_precision": mixed_precision,
     }
     cfg = build_config(preset=preset, flags=flags, overrides=overrides or (), base=base)
     if cfg.benchmark is not None:
@@ -337,6 +347,7 @@ def train(
     wandb: WandbOption = None,
     channels_last: ChannelsLastOption = None,
     compile_model: CompileOption = None,
+    mixed_precision: MixedPrecisionOption = None,
 ) -> None:
     """Train a derived architecture from scratch and write its checkpoint.
 
@@ -366,6 +377,7 @@ def train(
         "logging.wandb": wandb,
         "channels_last": channels_last,
         "compile": compile_model,
+        "mixed_precision": mixed_precision,
     }
     cfg = build_config(preset=preset, flags=flags, overrides=overrides or (), base=base)
     check_space_available(cfg.space)
@@ -524,6 +536,26 @@ def profile_command(
         table.add_row(mode, f"{numbers['step_s']:.4f}", f"{numbers['peak_mb']:.1f}", f"{numbers['params']:,}",
                       f"{time_ratio:.2f}x", f"{memory_ratio:.2f}x")  # fmt: skip
     Console(highlight=False).print(table)
+
+
+@app.command("doctor")
+def doctor(
+    data_root: DataRootOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Versions, devices, Accelerate config, data and benchmark files found: paste it into a bug report."""
+    run_doctor = _engine_function("doctor", "tanglenas_cli.engine.doctor", "run_doctor")
+    report = run_doctor(data_root)
+    if as_json:
+        print_result(report, as_json=True)
+        return
+    for section, values in report.items():  # plain lines: nothing truncated, easy to paste
+        if isinstance(values, dict):
+            typer.echo(f"{section}:")
+            for key, value in values.items():
+                typer.echo(f"  {key}: {value}")
+        else:
+            typer.echo(f"{section}: {values}")
 
 
 @app.command("presets")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -190,6 +191,32 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path):
     assert all(torch.equal(expected[k], actual[k]) for k in expected)
     epochs = [json.loads(x) for x in metrics.read_text().splitlines() if '"kind": "epoch"' in x]
     assert [r["epoch"] for r in epochs] == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_kills_at_five_random_moments_then_resume_equals_uninterrupted(tmp_path: Path):
+    args = [*TINY, "--set", "epochs=4", "--set", "batch_size=64", "--opt", "gdas", "--seed", 5]
+    one_thread = {"OMP_NUM_THREADS": "1"}
+    reference = run_cli("search", *args, "--out", tmp_path / "reference", env=one_thread)
+    killed = tmp_path / "killed"
+    moments = random.Random(2026).sample([x / 10 for x in range(15, 60)], 5)  # seconds after start
+    process = run_cli("search", *args, "--out", killed, env=one_thread)
+    for moment in moments:
+        time.sleep(moment)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        if (killed / "config.yaml").is_file():
+            process = run_cli("search", "--resume", killed, env=one_thread)
+        else:  # killed before the run directory was written: start it again
+            process = run_cli("search", *args, "--out", killed, env=one_thread)
+    assert process.wait() == 0, process.stderr.read().decode()
+    assert reference.wait() == 0, reference.stderr.read().decode()
+    assert (killed / "arch.yaml").read_text() == (tmp_path / "reference" / "arch.yaml").read_text()
+    expected, actual = final_logits(tmp_path / "reference"), final_logits(killed)
+    assert all(torch.equal(expected[k], actual[k]) for k in expected)
+    epochs = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines() if '"epoch"' in x]
+    assert [r["epoch"] for r in epochs if r["kind"] == "epoch"] == [0, 1, 2, 3]
+    assert not list(killed.glob(".*.tmp"))  # no half-written checkpoint left behind
 
 
 def test_wandb_is_never_required(monkeypatch, tmp_path: Path):

@@ -6,9 +6,7 @@ Only tensors and plain containers are stored, so loading never runs pickled code
 from __future__ import annotations
 
 import os
-import pickle
 import random
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,8 @@ FORMAT = "tanglenas-checkpoint-v1"
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write ``state`` to ``path`` so that a crash at any moment leaves the old or the new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a process killed mid-write
+        stale.unlink(missing_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with temporary.open("wb") as handle:
@@ -56,7 +56,7 @@ def load_checkpoint(path: Path, kind: str | None = None) -> dict[str, Any]:
         raise UserError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+    except Exception as error:  # any failure to unpickle means a corrupt or foreign file
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"cannot load checkpoint {path}: {reason[:200]}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

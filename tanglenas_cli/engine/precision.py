@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from torch import Tensor
 
 from tanglenas_cli.errors import UserError
@@ -22,6 +23,11 @@ def make_accelerator(mixed_precision: str = "no") -> Accelerator:
     cuda = torch.cuda.is_available()
     if mixed_precision == "fp16" and not cuda:
         raise UserError("mixed_precision=fp16 needs a GPU; use bf16 on a CPU")
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision", mixed_precision) != mixed_precision:
+        # a second run in the same Python process (tests, notebooks) may use another precision; the
+        # process group (PartialState) is kept
+        AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(cpu=not cuda, mixed_precision=mixed_precision)
 
 

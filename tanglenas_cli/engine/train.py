@@ -6,9 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
 
 from tanglenas_cli.config import RunConfig, resolve_data_root, write_config
 from tanglenas_cli.data import build_datasets
@@ -17,6 +15,7 @@ from tanglenas_cli.engine.checkpoint import save_checkpoint, seed_everything
 from tanglenas_cli.engine.evaluation import count_parameters, evaluate
 from tanglenas_cli.engine.factory import EpochSchedule, make_space, make_weight_optimizer
 from tanglenas_cli.engine.loaders import epoch_loader
+from tanglenas_cli.engine.precision import StepGuard, make_accelerator
 from tanglenas_cli.engine.progress import RunProgress
 from tanglenas_cli.engine.speed import speed_up
 from tanglenas_cli.engine.tracker import Tracker, require_wandb
@@ -42,8 +41,9 @@ def run_train(arch_file: Path, cfg: RunConfig) -> dict[str, Any]:
     out = cfg.out_dir.expanduser() if cfg.out_dir is not None else default_train_dir(arch_file, cfg)
     if (out / files.MODEL).exists():
         raise UserError(f"{out} already holds a trained model; pass another --out")
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = make_accelerator(cfg.mixed_precision)
     device = accelerator.device
+    guard = StepGuard(cfg.max_nonfinite_steps, cfg.mixed_precision, device)
     seed_everything(cfg.seed)
     root = resolve_data_root(cfg)
     train_set, test_set, info = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=True)
@@ -51,7 +51,8 @@ def run_train(arch_file: Path, cfg: RunConfig) -> dict[str, Any]:
     arch = space.validate(stored["architecture"])
     model = space.build_network(arch).to(device)
     speed_up(model, channels_last=cfg.channels_last, compile=cfg.compile)
-    optimizer = make_weight_optimizer(cfg, model.parameters())
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_weight_optimizer(cfg, params)
     schedule = EpochSchedule(cfg, optimizer)
     out.mkdir(parents=True, exist_ok=True)
     write_config(cfg, out / files.CONFIG)
@@ -81,7 +82,8 @@ def run_train(arch_file: Path, cfg: RunConfig) -> dict[str, Any]:
                 loss_sum, correct, count = 0.0, 0, 0
                 for inputs, targets in loader:
                     inputs, targets = inputs.to(device), targets.to(device)
-                    logits = model(inputs)
+                    with accelerator.autocast():
+                        logits = model(inputs)
                     if isinstance(logits, tuple):  # (logits, auxiliary-head logits)
                         logits, aux_logits = logits
                         loss = F.cross_entropy(logits, targets)
@@ -89,21 +91,21 @@ def run_train(arch_file: Path, cfg: RunConfig) -> dict[str, Any]:
                     else:
                         loss = F.cross_entropy(logits, targets)
                     optimizer.zero_grad(set_to_none=True)
-                    accelerator.backward(loss)
-                    if cfg.grad_clip is not None:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    optimizer.step()
+                    guard.backward(loss, params)
+                    if not guard.step(optimizer, params, cfg.grad_clip, where=f"epoch {epoch}"):
+                        continue
                     loss_sum += float(loss.detach()) * len(targets)
                     correct += int((logits.argmax(-1) == targets).sum())
                     count += len(targets)
                     progress.step(f"loss {loss_sum / count:.3f} acc {100 * correct / count:.1f}%")
-                test = evaluate(model, test_loader, device)
+                with accelerator.autocast():
+                    test = evaluate(model, test_loader, device)
                 tracker.log(
                     {
                         "kind": "epoch",
                         "epoch": epoch,
-                        "train_loss": loss_sum / count,
-                        "train_acc": 100 * correct / count,
+                        "train_loss": loss_sum / max(count, 1),
+                        "train_acc": 100 * correct / max(count, 1),
                         "test_loss": test["loss"],
                         "test_acc": test["top1"],
                         "lr": lr,
