@@ -29,6 +29,12 @@ from tanglenas_cli.nas.samplers import (
     sparsemax,
 )
 from tanglenas_cli.nas.superposition import SlicedDim, Superposition
+from tanglenas_cli.nas.transformer import (
+    EntangledEmbedding,
+    EntangledLayerNorm,
+    EntangledSelfAttention,
+    mix_depths,
+)
 
 __all__ = [
     "SAMPLERS",
@@ -39,8 +45,11 @@ __all__ = [
     "DiscreteSampler",
     "DrNASSampler",
     "EntangledConv2d",
+    "EntangledEmbedding",
     "EntangledLayer",
+    "EntangledLayerNorm",
     "EntangledLinear",
+    "EntangledSelfAttention",
     "GDASSampler",
     "JointChoice",
     "MixedOp",
@@ -55,6 +64,7 @@ __all__ = [
     "arch_parameters",
     "find_choices",
     "make_sampler",
+    "mix_depths",
     "sparsemax",
     "weight_parameters",
 ]
