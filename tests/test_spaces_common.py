@@ -19,6 +19,11 @@ SMALL = {
     "nb201": ((3, 16, 16), {"C": 4, "N": 1}),
     "nats_sss": ((3, 16, 16), {}),
     "darts": ((3, 16, 16), {"C": 4, "layers": 3}),
+    "autoformer": ((3, 16, 16), {"variant": "tiny", "patch_size": 4, "head_dim": 8}),
+    "autoformer_s": (
+        (3, 16, 16),
+        {"variant": "tiny", "patch_size": 4, "head_dim": 8, "relative_position": 0},
+    ),
 }
 
 
@@ -37,6 +42,8 @@ def test_every_registered_space_is_covered():
 def test_supernet_forward_backward(name, entangle, optimizer):
     torch.manual_seed(0)
     space = make(name)
+    if not entangle and not space.supports_ws:
+        pytest.skip(f"{name} has weight entanglement only")
     model = space.build_supernet(entangle)
     choices = choices_by_name(model)
     sampler = make_sampler(optimizer, seed=0)
@@ -50,7 +57,8 @@ def test_supernet_forward_backward(name, entangle, optimizer):
     if not sampler.trains_logits:
         assert all(g is None for g in grads)
     elif sampler.one_hot:  # a straight-through one-hot: finite everywhere, non-zero where it matters
-        assert all(g is not None and torch.isfinite(g).all() for g in grads)
+        # choices off the sampled path (e.g. layers beyond a sampled depth) have no gradient at all
+        assert all(g is None or torch.isfinite(g).all() for g in grads)
         assert any(g.abs().sum() > 0 for g in grads)
     else:
         assert all(g is not None and g.abs().sum() > 0 for g in grads)

@@ -33,6 +33,8 @@ DEFAULT_SHAPES = {
     "nb201": (10, (3, 32, 32)),
     "nats_sss": (10, (3, 32, 32)),
     "darts": (10, (3, 32, 32)),
+    "autoformer": (10, (3, 32, 32)),
+    "autoformer_s": (10, (3, 32, 32)),
 }
 
 
@@ -128,7 +130,8 @@ def run_profile(space: str, optimizer: str = "drnas", batch_size: int = 64, step
     if space not in SPACE_REGISTRY:
         raise UserError(f"space {space!r} is not available (available: {', '.join(sorted(SPACE_REGISTRY))})")
     results: dict[str, dict[str, Any]] = {}
-    for mode in MODES:
+    modes = [m for m in MODES if m != "ws" or getattr(SPACE_REGISTRY[space], "supports_ws", True)]
+    for mode in modes:
         request = json.dumps({"space": space, "mode": mode, "optimizer": optimizer, "batch_size": batch_size,
                               "steps": steps, "warmup": warmup, "options": options or {},
                               "channels_last": channels_last, "compile": compile})  # fmt: skip
@@ -145,6 +148,8 @@ def run_profile(space: str, optimizer: str = "drnas", batch_size: int = 64, step
                                "channels_last": channels_last, "compile": compile,
                                "device": largest["device"], "modes": results}  # fmt: skip
     for mode in ("we", "ws"):
+        if mode not in results:
+            continue
         summary[f"{mode}_time_ratio"] = round(results[mode]["step_s"] / largest["step_s"], 3)
         summary[f"{mode}_memory_ratio"] = round(results[mode]["peak_mb"] / max(largest["peak_mb"], 1e-9), 3)
     return summary

@@ -7,6 +7,7 @@ from tanglenas_cli.nas.architect import Architect
 from tanglenas_cli.nas.choices import (
     Choice,
     ChoiceSubset,
+    FixedChoice,
     JointChoice,
     Mixing,
     WeightSource,
@@ -50,6 +51,7 @@ __all__ = [
     "EntangledLayerNorm",
     "EntangledLinear",
     "EntangledSelfAttention",
+    "FixedChoice",
     "GDASSampler",
     "JointChoice",
     "MixedOp",

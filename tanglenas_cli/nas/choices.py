@@ -91,6 +91,24 @@ class Choice(nn.Module):
         return ChoiceSubset(self, indices)
 
 
+class FixedChoice:
+    """A weight source with one candidate and no logits: layers built on it are plain discrete layers.
+
+    Discrete networks reuse the entangled layer classes at exactly one size; their direct path then
+    computes the same as ``nn.Linear`` / ``nn.LayerNorm`` / ... of that size, with no extra parameters.
+    """
+
+    def __init__(self, candidate: Any = None) -> None:
+        self.candidates = [candidate]
+        self._mixing = Mixing(torch.ones(1), 0)
+
+    def __len__(self) -> int:
+        return 1
+
+    def mixing(self) -> Mixing:
+        return self._mixing
+
+
 class _CachedSource:
     """Caches a derived :class:`Mixing` until one of its parent choices is re-sampled."""
 

@@ -12,6 +12,7 @@ concatenated them, so the sub-network trained in superposition was not the deriv
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -96,6 +97,45 @@ class EntangledEmbedding(EntangledLayer):
         return F.embedding(x, self.weight[:, : self.sizes[index]]) * scale
 
 
+class RelativePosition2D(nn.Module):
+    """AutoFormer's 2-D relative positions for a class token plus a square grid of patch tokens.
+
+    Returns ``(N, N, head_dim)``: the sum of a vertical and a horizontal table indexed by the clipped
+    row / column distance between tokens (``max_distance`` each way); pairs with the class token use
+    row 0 of both tables. Head dimension is fixed, so the tables need no entanglement.
+    """
+
+    def __init__(self, head_dim: int, max_distance: int = 14) -> None:
+        super().__init__()
+        self.max_distance = max_distance
+        self.vertical = nn.Parameter(torch.zeros(2 * max_distance + 2, head_dim))
+        self.horizontal = nn.Parameter(torch.zeros(2 * max_distance + 2, head_dim))
+        nn.init.trunc_normal_(self.vertical, std=0.02)
+        nn.init.trunc_normal_(self.horizontal, std=0.02)
+        self._indices: dict[tuple[int, torch.device], tuple[Tensor, Tensor]] = {}
+
+    def _index(self, length: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        key = (length, device)
+        if key not in self._indices:
+            side = math.isqrt(length - 1)
+            if side * side != length - 1:
+                raise ValueError(f"relative positions need 1 + a square number of tokens, got {length}")
+            grid = torch.arange(side * side, device=device)
+            rows, cols = grid // side, grid % side
+            found = []
+            for coordinate in (rows, cols):
+                distance = (coordinate[None, :] - coordinate[:, None]).clamp(
+                    -self.max_distance, self.max_distance
+                )
+                found.append(F.pad(distance + self.max_distance + 1, (1, 0, 1, 0)))  # class token -> row 0
+            self._indices[key] = (found[0], found[1])
+        return self._indices[key]
+
+    def forward(self, length: int, device: torch.device) -> Tensor:
+        vertical, horizontal = self._index(length, device)
+        return self.vertical[vertical] + self.horizontal[horizontal]
+
+
 class EntangledSelfAttention(nn.Module):
     """Multi-head self-attention whose candidates choose the embedding width e and the head count h.
 
@@ -115,6 +155,7 @@ class EntangledSelfAttention(nn.Module):
         qkv_bias: bool = True,
         proj_bias: bool = True,
         causal: bool = False,
+        relative_position: int | None = None,
     ) -> None:
         super().__init__()
         self._source = [source]
@@ -130,6 +171,11 @@ class EntangledSelfAttention(nn.Module):
         self.bias_superposition = _superposition(shape[:2], [(1, inner)], count)
         self.proj = EntangledLinear(source, inner, self.embed, bias=proj_bias)
         nn.init.trunc_normal_(self.qkv_weight, std=0.02)
+        # relative_position = max distance of AutoFormer's 2-D relative positions for keys and values
+        self.relative_keys = self.relative_values = None
+        if relative_position is not None:
+            self.relative_keys = RelativePosition2D(head_dim, relative_position)
+            self.relative_values = RelativePosition2D(head_dim, relative_position)
 
     @property
     def source(self) -> WeightSource:
@@ -139,7 +185,20 @@ class EntangledSelfAttention(nn.Module):
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, heads: int) -> Tensor:
         batch, length = q.shape[:2]
         q, k, v = (t.reshape(batch, length, heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, scale=self.head_dim**-0.5)
+        scale = self.head_dim**-0.5
+        if self.relative_keys is None or self.relative_values is None:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, scale=scale)
+        else:
+            scores = q @ k.transpose(-2, -1)
+            scores = scores + torch.einsum("bhid,ijd->bhij", q, self.relative_keys(length, q.device))
+            scores = scores * scale
+            if self.causal:
+                future = torch.ones(length, length, dtype=torch.bool, device=q.device).triu(1)
+                scores = scores.masked_fill(future, float("-inf"))
+            attention = scores.softmax(-1)
+            out = attention @ v + torch.einsum(
+                "bhij,ijd->bhid", attention, self.relative_values(length, q.device)
+            )
         return out.transpose(1, 2).reshape(batch, length, heads * self.head_dim)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -186,5 +245,6 @@ __all__ = [
     "EntangledEmbedding",
     "EntangledLayerNorm",
     "EntangledSelfAttention",
+    "RelativePosition2D",
     "mix_depths",
 ]

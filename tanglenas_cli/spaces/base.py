@@ -35,6 +35,7 @@ class SearchSpace:
     Options: ClassVar[type] = object
     benchmark_file: ClassVar[str | None] = None  # the tabular benchmark's default file name
     default_dataset: ClassVar[str] = ""
+    supports_ws: ClassVar[bool] = True  # False: weight entanglement only (build_supernet(False) refuses)
 
     def __init__(self, data: DataShape, options: Mapping[str, Any] | None = None) -> None:
         self.data = data
@@ -79,6 +80,10 @@ class SearchSpace:
     def named_architectures(self) -> dict[str, dict[str, Any]]:
         """Return the architectures shipped with the space, by name (e.g. published genotypes)."""
         return {}
+
+    def inherit_weights(self, supernet_state: Mapping[str, Any], network: nn.Module) -> None:
+        """Copy ``network``'s weights out of a trained supernet's state dict (``train --inherit``)."""
+        raise UserError(f"space {self.name!r} cannot inherit supernet weights; train from scratch")
 
     def spos_subsets(self) -> list[list[str]] | None:
         """Return groups of choice names of which SPOS keeps only some per sample (None: no groups)."""

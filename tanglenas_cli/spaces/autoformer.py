@@ -1,0 +1,285 @@
+"""AutoFormer vision-transformer spaces (reference §3.6): `autoformer` (T) and `autoformer_s` (S).
+
+Choices: the embedding width (all layers), the depth, and per layer the head count and MLP ratio.
+Head dimension is fixed (64), q/k/v have a bias, attention uses 2-D relative positions (max distance
+14) and the classifier reads the mean of the patch tokens. Everything is weight-entangled: one
+super tensor per layer, candidates as prefix slices (reference §1.6); depth candidates mix the
+outputs after 12, 13 and 14 blocks of one pass. There is no weight-sharing (WS) variant; single-path
+training is ``--opt spos``.
+
+The discrete network of an architecture is built from the same layer classes at exactly one size each
+(:class:`FixedChoice`), so it computes what the supernet's direct path computes for that candidate.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath
+from torch import Tensor, nn
+
+from tanglenas_cli.errors import UserError
+from tanglenas_cli.nas import (
+    Choice,
+    EntangledConv2d,
+    EntangledLayerNorm,
+    EntangledLinear,
+    EntangledSelfAttention,
+    FixedChoice,
+    JointChoice,
+    WeightSource,
+    mix_depths,
+)
+from tanglenas_cli.nas.superposition import SlicedDim, Superposition
+from tanglenas_cli.spaces import register_space
+from tanglenas_cli.spaces.base import SearchSpace
+
+VARIANTS: dict[str, dict[str, tuple]] = {
+    "T": {"embed": (192, 216, 240), "depth": (12, 13, 14), "heads": (3, 4), "mlp_ratio": (3.5, 4.0)},
+    "S": {"embed": (320, 384, 448), "depth": (12, 13, 14), "heads": (5, 6, 7), "mlp_ratio": (3.0, 3.5, 4.0)},
+    # for tests and CPU smoke runs (use with a small head_dim)
+    "tiny": {"embed": (16, 24), "depth": (1, 2), "heads": (1, 2), "mlp_ratio": (2.0, 3.0)},
+}
+
+
+@dataclass
+class AutoFormerOptions:
+    """Settings of the AutoFormer spaces (ImageNet: patch 16 at 224 px; CIFAR at 32 px: patch 4)."""
+
+    variant: str = "T"
+    patch_size: int = 16
+    head_dim: int = 64
+    relative_position: int = 14  # max relative distance; 0 = no relative positions
+    drop_path: float = 0.1
+
+    def check(self) -> None:
+        if self.variant not in VARIANTS:
+            raise UserError(f"unknown AutoFormer variant {self.variant!r}; choose from {', '.join(VARIANTS)}")
+        if self.patch_size < 1 or self.head_dim < 1 or self.relative_position < 0:
+            raise UserError("AutoFormer needs patch_size >= 1, head_dim >= 1 and relative_position >= 0")
+        if not 0 <= self.drop_path < 1:
+            raise UserError(f"AutoFormer needs 0 <= drop_path < 1, got {self.drop_path}")
+
+
+def _product(*sources: WeightSource) -> WeightSource:
+    if all(isinstance(s, FixedChoice) for s in sources):
+        return FixedChoice(tuple(s.candidates[0] for s in sources))
+    return JointChoice(list(sources))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(LN(x)), x + fc2(gelu(fc1(LN(x)))), with drop-path."""
+
+    def __init__(self, embed: WeightSource, heads: WeightSource, ratio: WeightSource,
+                 options: AutoFormerOptions, drop_path: float) -> None:  # fmt: skip
+        super().__init__()
+        embeds = [int(e) for e in embed.candidates]
+        attention_pairs = list(itertools.product(embed.candidates, heads.candidates))
+        mlp_pairs = list(itertools.product(embed.candidates, ratio.candidates))
+        hidden = [int(e * r) for e, r in mlp_pairs]
+        self.norm1 = EntangledLayerNorm(embed, embeds, eps=1e-6)
+        self.attention = EntangledSelfAttention(
+            _product(embed, heads),
+            [e for e, _ in attention_pairs],
+            [h for _, h in attention_pairs],
+            options.head_dim,
+            relative_position=options.relative_position or None,
+        )
+        mlp = _product(embed, ratio)
+        self.norm2 = EntangledLayerNorm(embed, embeds, eps=1e-6)
+        self.fc1 = EntangledLinear(mlp, [e for e, _ in mlp_pairs], hidden)
+        self.fc2 = EntangledLinear(mlp, hidden, [e for e, _ in mlp_pairs])
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.drop_path(self.attention(self.norm1(x)))
+        return x + self.drop_path(self.fc2(F.gelu(self.fc1(self.norm2(x)))))
+
+
+class AutoFormerNetwork(nn.Module):
+    """Patch embedding + class token + positions, blocks (depth-mixed), final LN, mean pool, classifier."""
+
+    def __init__(self, embed: WeightSource, depth: WeightSource, blocks: list[Block], in_channels: int,
+                 image_size: int, num_classes: int, options: AutoFormerOptions) -> None:  # fmt: skip
+        super().__init__()
+        self._sources = [embed, depth]
+        self.embeds = [int(e) for e in embed.candidates]
+        self.depths = [int(d) for d in depth.candidates]
+        width, patch = max(self.embeds), options.patch_size
+        self.patch_embed = EntangledConv2d(
+            embed, in_channels, self.embeds, patch, stride=patch, padding=0, bias=True
+        )
+        tokens = (image_size // patch) ** 2 + 1
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
+        self.pos_embed = nn.Parameter(torch.zeros(1, tokens, width))
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        sliced = [SlicedDim(0, tuple(self.embeds))] if len(set(self.embeds)) > 1 else [SlicedDim(0, (width,))]
+        self.token_superposition = Superposition((width,), sliced)
+        self.blocks = nn.ModuleList(blocks)
+        self.norm = EntangledLayerNorm(embed, self.embeds, eps=1e-6)
+        self.head = EntangledLinear(embed, self.embeds, num_classes, bias=True, bias_weighted=False)
+
+    def _tokens(self, x: Tensor) -> Tensor:
+        embed = self._sources[0].mixing()
+        patches = self.patch_embed(x).flatten(2).transpose(1, 2)
+        if embed.index is not None:
+            width, scale = self.embeds[embed.index], embed.weights[embed.index]
+            cls, pos = self.cls_token[..., :width] * scale, self.pos_embed[..., :width] * scale
+        else:
+            mask = self.token_superposition.mask(embed.weights.to(patches.dtype))
+            cls, pos = self.cls_token * mask, self.pos_embed * mask
+        return torch.cat([cls.expand(len(x), -1, -1), patches], dim=1) + pos
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self._tokens(x)
+        depth = self._sources[1].mixing()
+        if depth.index is not None:  # one depth: run only its blocks
+            for block in self.blocks[: self.depths[depth.index]]:
+                x = block(x)
+            x = x * depth.weights[depth.index]
+        else:
+            outputs = []
+            for number, block in enumerate(self.blocks, start=1):
+                x = block(x)
+                if number in self.depths:
+                    outputs.append(x)
+            x = mix_depths(outputs, depth, self.depths)
+        return self.head(self.norm(x)[:, 1:].mean(dim=1))
+
+
+class AutoFormerSpace(SearchSpace):
+    """AutoFormer (ViT) space; ``variant`` picks the choice lists (T, S, or tiny for tests)."""
+
+    Options = AutoFormerOptions
+    default_dataset = "cifar10"
+    supports_ws = False
+
+    @property
+    def table(self) -> dict[str, tuple]:
+        """The choice lists of this space's variant."""
+        return VARIANTS[self.options.variant]
+
+    def _image_size(self) -> int:
+        _, height, width = self.data.input_shape
+        if height != width or height % self.options.patch_size:
+            raise UserError(
+                f"{self.name} needs square images divisible by patch_size={self.options.patch_size}, "
+                f"got {height}x{width} (set space_options.patch_size)"
+            )
+        return height
+
+    def _network(
+        self, embed: WeightSource, depth: WeightSource, layers: list[tuple[WeightSource, WeightSource]]
+    ):
+        rates = torch.linspace(0, self.options.drop_path, len(layers)).tolist() if layers else []
+        blocks = [
+            Block(embed, heads, ratio, self.options, rate)
+            for (heads, ratio), rate in zip(layers, rates, strict=True)
+        ]
+        return AutoFormerNetwork(embed, depth, blocks, self.data.input_shape[0], self._image_size(),
+                                 self.data.num_classes, self.options)  # fmt: skip
+
+    def build_supernet(self, entangle: bool = True) -> nn.Module:
+        if not entangle:
+            raise UserError(
+                f"{self.name} has weight entanglement only (no --ws); --opt spos trains single paths"
+            )
+        table = self.table
+        embed, depth = Choice("embed", table["embed"]), Choice("depth", table["depth"])
+        layers = [
+            (Choice(f"layer{i}.heads", table["heads"]), Choice(f"layer{i}.mlp_ratio", table["mlp_ratio"]))
+            for i in range(max(table["depth"]))
+        ]
+        network = self._network(embed, depth, layers)
+        choices = [embed, depth, *(c for pair in layers for c in pair)]
+        network.choices = nn.ModuleDict({c.name.replace(".", "_"): c for c in choices})
+        return network
+
+    def derive(self, choices: Mapping[str, Choice]) -> dict[str, Any]:
+        depth = int(choices["depth"].derive())
+        return {
+            "embed_dim": int(choices["embed"].derive()),
+            "depth": depth,
+            "num_heads": [int(choices[f"layer{i}.heads"].derive()) for i in range(depth)],
+            "mlp_ratio": [float(choices[f"layer{i}.mlp_ratio"].derive()) for i in range(depth)],
+        }
+
+    def validate(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        table = self.table
+        if not isinstance(arch, Mapping) or set(arch) != {"embed_dim", "depth", "num_heads", "mlp_ratio"}:
+            raise UserError(
+                f"an {self.name} architecture needs exactly embed_dim, depth, num_heads and mlp_ratio"
+            )
+        embed, depth, heads, ratios = arch["embed_dim"], arch["depth"], arch["num_heads"], arch["mlp_ratio"]
+        if embed not in table["embed"] or depth not in table["depth"]:
+            raise UserError(f"embed_dim must be one of {table['embed']} and depth one of {table['depth']}")
+        if (
+            not isinstance(heads, list)
+            or not isinstance(ratios, list)
+            or len(heads) != depth
+            or len(ratios) != depth
+        ):
+            raise UserError(f"num_heads and mlp_ratio must be lists of {depth} values (one per layer)")
+        if any(h not in table["heads"] for h in heads) or any(r not in table["mlp_ratio"] for r in ratios):
+            raise UserError(f"heads must be in {table['heads']} and mlp ratios in {table['mlp_ratio']}")
+        return {"embed_dim": int(embed), "depth": int(depth), "num_heads": [int(h) for h in heads],
+                "mlp_ratio": [float(r) for r in ratios]}  # fmt: skip
+
+    def build_network(self, arch: Mapping[str, Any]) -> nn.Module:
+        arch = self.validate(arch)
+        layers = [
+            (FixedChoice(h), FixedChoice(r))
+            for h, r in zip(arch["num_heads"], arch["mlp_ratio"], strict=True)
+        ]
+        return self._network(FixedChoice(arch["embed_dim"]), FixedChoice(arch["depth"]), layers)
+
+    def inherit_weights(self, supernet_state: Mapping[str, Any], network: nn.Module) -> None:
+        """Every tensor of the discrete network is the leading slice of the supernet's tensor of that name."""
+        own = network.state_dict()
+        with torch.no_grad():
+            for key, tensor in own.items():
+                source = supernet_state.get(key)
+                if source is None or source.dim() != tensor.dim():
+                    raise UserError(f"the supernet checkpoint has no tensor {key!r} for this architecture")
+                if any(a > b for a, b in zip(tensor.shape, source.shape, strict=True)):
+                    raise UserError(f"{key!r}: the architecture is larger than the supernet's tensor")
+                tensor.copy_(source[tuple(slice(0, n) for n in tensor.shape)])
+
+    def largest_architecture(self) -> dict[str, Any]:
+        table = self.table
+        depth = max(table["depth"])
+        return {"embed_dim": max(table["embed"]), "depth": depth, "num_heads": [max(table["heads"])] * depth,
+                "mlp_ratio": [float(max(table["mlp_ratio"]))] * depth}  # fmt: skip
+
+    def describe(self, arch: Mapping[str, Any]) -> str:
+        arch = self.validate(arch)
+        return (f"embed {arch['embed_dim']}, depth {arch['depth']}, heads {arch['num_heads']}, "
+                f"mlp {arch['mlp_ratio']}")  # fmt: skip
+
+
+@register_space("autoformer")
+class AutoFormerTSpace(AutoFormerSpace):
+    """AutoFormer-T: embed {192, 216, 240}, depth {12, 13, 14}, heads {3, 4}, MLP ratio {3.5, 4}."""
+
+    name = "autoformer"
+
+
+@dataclass
+class AutoFormerSOptions(AutoFormerOptions):
+    """Settings of AutoFormer-S (the same as T but the S choice lists)."""
+
+    variant: str = "S"
+
+
+@register_space("autoformer_s")
+class AutoFormerSSpace(AutoFormerSpace):
+    """AutoFormer-S: embed {320, 384, 448}, depth {12, 13, 14}, heads {5, 6, 7}, MLP ratio {3, 3.5, 4}."""
+
+    name = "autoformer_s"
+    Options = AutoFormerSOptions

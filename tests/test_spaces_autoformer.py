@@ -1,0 +1,81 @@
+"""AutoFormer: the supernet under one-hot weights (direct and mixture paths) computes exactly what the
+discrete network of that architecture computes with the inherited weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tanglenas_cli.errors import UserError
+from tanglenas_cli.nas import make_sampler
+from tanglenas_cli.spaces import SPACE_REGISTRY
+from tanglenas_cli.spaces.base import DataShape, choices_by_name
+
+OPTIONS = {"variant": "tiny", "patch_size": 4, "head_dim": 8}
+
+
+def make(**extra):
+    return SPACE_REGISTRY["autoformer"](DataShape(10, (3, 16, 16)), {**OPTIONS, **extra})
+
+
+def set_architecture(choices, arch, direct: bool) -> None:
+    picks = {"embed": arch["embed_dim"], "depth": arch["depth"]}
+    for layer in range(2):  # tiny: up to 2 layers; layers beyond the depth take any value
+        picks[f"layer{layer}.heads"] = arch["num_heads"][layer] if layer < arch["depth"] else 1
+        picks[f"layer{layer}.mlp_ratio"] = arch["mlp_ratio"][layer] if layer < arch["depth"] else 2.0
+    for name, value in picks.items():
+        index = choices[name].candidates.index(value)
+        choices[name].set_mixing(
+            F.one_hot(torch.tensor(index), len(choices[name])).float(), index if direct else None
+        )
+
+
+ARCHS = [
+    {"embed_dim": 16, "depth": 1, "num_heads": [1], "mlp_ratio": [2.0]},
+    {"embed_dim": 16, "depth": 2, "num_heads": [2, 1], "mlp_ratio": [3.0, 2.0]},
+    {"embed_dim": 24, "depth": 2, "num_heads": [1, 2], "mlp_ratio": [2.0, 3.0]},
+    {"embed_dim": 24, "depth": 1, "num_heads": [2], "mlp_ratio": [3.0]},
+]
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "mixture"])
+@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: f"e{a['embed_dim']}d{a['depth']}")
+def test_one_hot_supernet_equals_the_discrete_network(arch, direct):
+    torch.manual_seed(0)
+    space = make()
+    supernet = space.build_supernet().eval()
+    network = space.build_network(arch).eval()
+    space.inherit_weights(supernet.state_dict(), network)
+    set_architecture(choices_by_name(supernet), arch, direct)
+    x = torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(supernet(x), network(x), atol=1e-5, rtol=1e-5)
+
+
+def test_derive_keeps_fractional_ratios_and_counts_parameters():
+    space = SPACE_REGISTRY["autoformer"](DataShape(10, (3, 32, 32)), {"patch_size": 4})
+    supernet = space.build_supernet()
+    choices = choices_by_name(supernet)
+    with torch.no_grad():
+        for choice in choices.values():
+            choice.arch_logits.zero_()
+            choice.arch_logits[0] = 1.0  # embed 192, depth 12, heads 3, ratio 3.5
+    arch = space.derive(choices)
+    assert arch["embed_dim"] == 192 and arch["depth"] == 12 and arch["mlp_ratio"] == [3.5] * 12
+    network = space.build_network(arch)
+    count = sum(p.numel() for p in network.parameters())
+    assert 4e6 < count < 6e6  # AutoFormer-T subnets have about 5.7M parameters at ImageNet size
+    make_sampler("drnas", seed=0).sample(choices.values())
+    assert supernet(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_bad_architectures_and_options_are_user_errors():
+    space = make()
+    with pytest.raises(UserError, match="one of"):
+        space.validate({"embed_dim": 17, "depth": 1, "num_heads": [1], "mlp_ratio": [2.0]})
+    with pytest.raises(UserError, match="lists of 2"):
+        space.validate({"embed_dim": 16, "depth": 2, "num_heads": [1], "mlp_ratio": [2.0]})
+    with pytest.raises(UserError, match="patch_size"):
+        SPACE_REGISTRY["autoformer"](DataShape(10, (3, 30, 30)), {"patch_size": 4}).build_supernet()
+    with pytest.raises(UserError, match="weight entanglement only"):
+        space.build_supernet(entangle=False)
