@@ -348,6 +348,14 @@ def train(
     channels_last: ChannelsLastOption = None,
     compile_model: CompileOption = None,
     mixed_precision: MixedPrecisionOption = None,
+    inherit: Annotated[
+        Path | None,
+        typer.Option(
+            "--inherit",
+            metavar="RUN_DIR",
+            help="Start from the weights of this search run's supernet (fine-tune) instead of from scratch.",
+        ),
+    ] = None,
 ) -> None:
     """Train a derived architecture from scratch and write its checkpoint.
 
@@ -384,8 +392,10 @@ def train(
     if named is not None:
         arch_file = _engine_function("train", "tanglenas_cli.engine.named", "write_named_arch")(*named, cfg)
         cfg = cfg.model_copy(update={"out_dir": arch_file.parent})
+    if inherit is not None:
+        _require_file(inherit / "checkpoint.pt", "search checkpoint to inherit")
     run_train = _engine_function("train", "tanglenas_cli.engine.train", "run_train")
-    print_result(run_train(arch_file, cfg))
+    print_result(run_train(arch_file, cfg, inherit=inherit))
 
 
 @app.command("eval")

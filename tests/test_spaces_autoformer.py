@@ -79,3 +79,29 @@ def test_bad_architectures_and_options_are_user_errors():
         SPACE_REGISTRY["autoformer"](DataShape(10, (3, 30, 30)), {"patch_size": 4}).build_supernet()
     with pytest.raises(UserError, match="weight entanglement only"):
         space.build_supernet(entangle=False)
+
+
+def test_search_then_train_inheriting_the_supernet_weights(tmp_path):
+    from typer.testing import CliRunner
+
+    from tanglenas_cli.cli import app
+
+    common = ["--set", "dataset_options.size=16", "--set", "dataset_options.channels=3",
+              "--set", "logging.progress=false", "--set", "epochs=1"]  # fmt: skip
+    options = [f"--set=space_options.{k}={v}" for k, v in OPTIONS.items()]
+    run = tmp_path / "run"
+    searched = CliRunner().invoke(
+        app, ["search", "--space", "autoformer", "--dataset", "digits", *common, *options, "--out", str(run)]
+    )
+    assert searched.exit_code == 0, searched.output
+    trained = CliRunner().invoke(
+        app, ["train", str(run), *common, "--inherit", str(run), "--out", str(tmp_path / "fine"),
+              "--set", "weight_optimizer.lr=1e-12", "--set", "weight_optimizer.weight_decay=0"],
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    supernet = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+    network = torch.load(tmp_path / "fine" / "model.pt", weights_only=True)["model"]
+    for key, tensor in network.items():  # lr 1e-12: still the supernet's leading slices
+        torch.testing.assert_close(
+            tensor, supernet[key][tuple(slice(0, n) for n in tensor.shape)], atol=1e-6, rtol=0
+        )

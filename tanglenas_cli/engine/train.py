@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from tanglenas_cli.config import RunConfig, resolve_data_root, write_config
 from tanglenas_cli.data import build_datasets
 from tanglenas_cli.engine import run_dir as files
-from tanglenas_cli.engine.checkpoint import save_checkpoint, seed_everything
+from tanglenas_cli.engine.checkpoint import load_checkpoint, save_checkpoint, seed_everything
 from tanglenas_cli.engine.evaluation import count_parameters, evaluate
 from tanglenas_cli.engine.factory import EpochSchedule, make_space, make_weight_optimizer
 from tanglenas_cli.engine.loaders import epoch_loader
@@ -27,8 +27,11 @@ def default_train_dir(arch_file: Path, cfg: RunConfig) -> Path:
     return arch_file.parent / f"train-{cfg.dataset}-s{cfg.seed}"
 
 
-def run_train(arch_file: Path, cfg: RunConfig) -> dict[str, Any]:
-    """Train the architecture in ``arch_file`` from scratch on the full training set; return a summary."""
+def run_train(arch_file: Path, cfg: RunConfig, inherit: Path | None = None) -> dict[str, Any]:
+    """Train the architecture in ``arch_file`` on the full training set; return a summary.
+
+    From scratch, or (``inherit``: a search run directory) starting from the supernet's weights.
+    """
     if cfg.logging.wandb:
         require_wandb()
     stored = files.read_arch(arch_file)
@@ -49,7 +52,13 @@ def run_train(arch_file: Path, cfg: RunConfig) -> dict[str, Any]:
     train_set, test_set, info = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=True)
     space = make_space(cfg.space, info, space_options)
     arch = space.validate(stored["architecture"])
-    model = space.build_network(arch).to(device)
+    model = space.build_network(arch)
+    if inherit is not None:
+        supernet = load_checkpoint(inherit / files.CHECKPOINT, kind="search")
+        if supernet["config"].get("space") != cfg.space:
+            raise UserError(f"{inherit} searched {supernet['config'].get('space')!r}, not {cfg.space!r}")
+        space.inherit_weights(supernet["model"], model)
+    model = model.to(device)
     speed_up(model, channels_last=cfg.channels_last, compile=cfg.compile)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_weight_optimizer(cfg, params)
@@ -129,6 +138,7 @@ def run_train(arch_file: Path, cfg: RunConfig) -> dict[str, Any]:
         "space": cfg.space,
         "architecture": space.describe(arch),
         "dataset": cfg.dataset,
+        "inherited_from": str(inherit) if inherit is not None else None,
         "epochs": cfg.epochs,
         "test_acc": test.get("top1"),
         "test_loss": test.get("loss"),
