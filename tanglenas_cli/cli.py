@@ -312,12 +312,43 @@ def derive(
             help="Take the architecture recorded after epoch N (trajectory.jsonl), not the last checkpoint.",
         ),
     ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            "--strategy",
+            metavar="random|evolution",
+            help="Search the trained supernet (SPOS second stage) instead of taking the logits' argmax.",
+        ),
+    ] = None,
+    samples: Annotated[
+        int, typer.Option("--samples", min=1, help="Random search: architectures scored.")
+    ] = 100,
+    generations: Annotated[int, typer.Option("--generations", min=1, help="Evolution: generations.")] = 20,
+    population: Annotated[int, typer.Option("--population", min=2, help="Evolution: population.")] = 50,
+    batches: Annotated[int, typer.Option("--batches", min=1, help="Arch-split batches per score.")] = 4,
+    min_params: Annotated[int | None, typer.Option("--min-params", min=0, help="Parameter floor.")] = None,
+    max_params: Annotated[int | None, typer.Option("--max-params", min=1, help="Parameter cap.")] = None,
 ) -> None:
-    """Derive the final architecture of a search run from its architecture logits and write arch.yaml."""
+    """Derive the final architecture of a search run and write arch.yaml.
+
+    By default the argmax of the architecture logits; with --strategy random|evolution, the best
+    architecture found by scoring paths of the trained supernet (SPOS' second stage).
+    """
     cfg = load_config(_require_dir(run_dir, "run directory"))
     check_space_available(cfg.space)
     run_derive = _engine_function("derive", "tanglenas_cli.engine.derive", "run_derive")
-    print_result(run_derive(run_dir, out=out, epoch=epoch))
+    if strategy is None:
+        print_result(run_derive(run_dir, out=out, epoch=epoch))
+        return
+    check_name("strategy", strategy, ("random", "evolution"))
+    from tanglenas_cli.engine.posthoc import EvolutionSettings
+
+    select = max(2, population // 5)
+    settings = EvolutionSettings(population=population, select=select, mutation=population // 2,
+                                 crossover=population // 2, generations=generations)  # fmt: skip
+    result = run_derive(run_dir, out=out, epoch=epoch, strategy=strategy, samples=samples, batches=batches,
+                        min_params=min_params, max_params=max_params, settings=settings)  # fmt: skip
+    print_result(result)
 
 
 @app.command()

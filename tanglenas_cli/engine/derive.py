@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 from pathlib import Path
 from typing import Any
 
 from tanglenas_cli.config import load_config
 from tanglenas_cli.engine import run_dir as files
 from tanglenas_cli.engine.checkpoint import load_checkpoint
+from tanglenas_cli.engine.factory import load_search_data
+from tanglenas_cli.engine.loaders import epoch_loader
+from tanglenas_cli.engine.posthoc import EvolutionSettings, SupernetScorer, evolution, random_search
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.spaces import SPACE_REGISTRY
 from tanglenas_cli.spaces.base import NO_DATA, DataShape, SearchSpace, choices_by_name
@@ -43,10 +48,55 @@ def derive_from_trajectory(run_dir: Path, epoch: int) -> dict[str, Any]:
     raise UserError(f"{run_dir / files.TRAJECTORY} has no epoch {epoch} (it has 1..{len(records)})")
 
 
-def run_derive(run_dir: Path, out: Path | None = None, epoch: int | None = None) -> dict[str, Any]:
-    """Derive the architecture of a search run, write it as arch.yaml and return a summary."""
+def search_trained_supernet(run_dir: Path, strategy: str, samples: int = 100, batches: int = 4,
+                            min_params: int | None = None, max_params: int | None = None,
+                            settings: EvolutionSettings | None = None,
+                            seed: int = 0) -> tuple[SearchSpace, dict, str]:  # fmt: skip
+    """Random search or evolution over the supernet in ``run_dir``; return (space, architecture, method)."""
+    import torch
+
     cfg = load_config(run_dir)
-    if epoch is not None:
+    state = load_checkpoint(run_dir / files.CHECKPOINT, kind="search")
+    space = space_from_state(cfg.space, state["data_shape"], cfg.space_options)
+    if space.spos_subsets():
+        raise UserError(f"--strategy works on spaces of independent choices; {cfg.space} keeps edge subsets")
+    model = space.build_supernet(entangle=cfg.entangle)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise UserError(
+            f"checkpoint in {run_dir} does not match its config: {str(error).splitlines()[0]}"
+        ) from None
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    data = load_search_data(cfg)
+    valid = list(itertools.islice(epoch_loader(data.valid_split, cfg.batch_size, seed=1), batches))
+    train = list(itertools.islice(epoch_loader(data.weight_split, cfg.batch_size, seed=2), 2))
+    choices = choices_by_name(model)
+    scorer = SupernetScorer(model, space, choices, valid, train, device, min_params, max_params)
+    sizes = [len(c) for c in choices.values()]
+    rng = random.Random(seed)
+    if strategy == "random":
+        genome = random_search(scorer, sizes, samples, rng)
+    else:
+        genome = evolution(scorer, sizes, settings or EvolutionSettings(), rng)
+    method = (f"{strategy} over the trained supernet ({len(scorer.scores)} architectures scored; "
+              f"supernet top-1 {scorer(genome):.2f}% on {len(valid)} arch-split batches)")  # fmt: skip
+    return space, scorer.architecture(genome), method
+
+
+def run_derive(run_dir: Path, out: Path | None = None, epoch: int | None = None, strategy: str | None = None,
+               **search: Any) -> dict[str, Any]:  # fmt: skip
+    """Derive the architecture of a search run, write it as arch.yaml and return a summary.
+
+    ``strategy`` (random / evolution) searches the trained supernet instead of reading the logits.
+    """
+    cfg = load_config(run_dir)
+    if strategy is not None:
+        if epoch is not None:
+            raise UserError("--strategy searches the final supernet; drop --epoch")
+        space, arch, method = search_trained_supernet(run_dir, strategy, **search)
+    elif epoch is not None:
         space = SPACE_REGISTRY[cfg.space](NO_DATA, cfg.space_options)
         arch = space.validate(derive_from_trajectory(run_dir, epoch))
         method = f"argmax of the architecture logits after epoch {epoch}"

@@ -1,0 +1,141 @@
+"""SPOS second stage after the fact: random search or evolution over a trained supernet.
+
+``tanglenas derive RUN --strategy random|evolution`` scores candidate architectures by the supernet's
+top-1 accuracy on fixed batches of the run's arch split, each with its own path picked (one-hot, the
+direct path), batch-norm statistics recalibrated on training batches first where the space has batch
+norm, and optional parameter-count limits. Evolution follows AutoFormer's: a random population, then
+per generation the best ``select`` so far parent ``mutation`` mutants (each gene redrawn with
+probability ``mutation_prob``) and ``crossover`` children (each gene from either parent).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tanglenas_cli.engine.evaluation import count_parameters, evaluate
+from tanglenas_cli.engine.spos import PickedChoice
+from tanglenas_cli.errors import UserError
+from tanglenas_cli.nas import Choice
+from tanglenas_cli.spaces.base import SearchSpace
+
+Genome = tuple[int, ...]  # one candidate index per choice, in the choices' order
+
+
+@dataclass
+class EvolutionSettings:
+    """AutoFormer's evolution settings (reference §4.6)."""
+
+    population: int = 50
+    select: int = 10
+    mutation: int = 25
+    crossover: int = 25
+    generations: int = 20
+    mutation_prob: float = 0.2
+
+
+class SupernetScorer:
+    """Top-1 of the supernet on fixed batches, one architecture (genome) at a time, with caching."""
+
+    def __init__(self, model: nn.Module, space: SearchSpace, choices: Mapping[str, Choice],
+                 valid_batches: list, train_batches: list, device: torch.device,
+                 min_params: int | None = None, max_params: int | None = None) -> None:  # fmt: skip
+        self.model, self.space, self.choices = model, space, dict(choices)
+        self.valid_batches, self.train_batches, self.device = valid_batches, train_batches, device
+        self.min_params, self.max_params = min_params, max_params
+        self.norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        self.scores: dict[Genome, float] = {}
+
+    def architecture(self, genome: Genome) -> dict[str, Any]:
+        """Return the architecture a genome encodes."""
+        picked = {
+            name: PickedChoice(c.candidates[i])
+            for (name, c), i in zip(self.choices.items(), genome, strict=True)
+        }
+        return self.space.derive(picked)  # type: ignore[arg-type]
+
+    def allowed(self, genome: Genome) -> bool:
+        """Whether the genome's discrete network meets the parameter limits."""
+        if self.min_params is None and self.max_params is None:
+            return True
+        count = count_parameters(self.space.build_network(self.architecture(genome)))
+        return (self.min_params or 0) <= count <= (self.max_params or count)
+
+    def _select(self, genome: Genome) -> None:
+        for choice, index in zip(self.choices.values(), genome, strict=True):
+            choice.set_mixing(F.one_hot(torch.tensor(index), len(choice)).float().to(self.device), index)
+
+    @torch.no_grad()
+    def _recalibrate(self) -> None:
+        if not self.norms or not self.train_batches:
+            return
+        saved = [(m.momentum, m.training) for m in self.norms]
+        for norm in self.norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # a cumulative average over the recalibration batches
+        self.model.train()
+        for inputs, _ in self.train_batches:
+            self.model(inputs.to(self.device))
+        for norm, (momentum, _) in zip(self.norms, saved, strict=True):
+            norm.momentum = momentum
+
+    def __call__(self, genome: Genome) -> float:
+        if genome not in self.scores:
+            self._select(genome)
+            self._recalibrate()
+            self.scores[genome] = evaluate(self.model, self.valid_batches, self.device)["top1"]
+        return self.scores[genome]
+
+
+def random_genome(
+    sizes: list[int], rng: random.Random, allowed: Callable[[Genome], bool], tries: int = 1000
+) -> Genome:
+    """Return a uniformly drawn genome that passes ``allowed``."""
+    for _ in range(tries):
+        genome = tuple(rng.randrange(size) for size in sizes)
+        if allowed(genome):
+            return genome
+    raise UserError(f"no architecture within the parameter limits after {tries} random draws; widen them")
+
+
+def random_search(scorer: SupernetScorer, sizes: list[int], samples: int, rng: random.Random) -> Genome:
+    """Return the best of ``samples`` random genomes."""
+    genomes = [random_genome(sizes, rng, scorer.allowed) for _ in range(samples)]
+    return max(genomes, key=scorer)
+
+
+def evolution(
+    scorer: SupernetScorer, sizes: list[int], settings: EvolutionSettings, rng: random.Random
+) -> Genome:
+    """Return the best genome found by AutoFormer-style evolution."""
+    population = [random_genome(sizes, rng, scorer.allowed) for _ in range(settings.population)]
+    best = sorted(set(population), key=scorer, reverse=True)
+    for _ in range(settings.generations):
+        parents = best[: settings.select]
+        children: list[Genome] = []
+        for _ in range(settings.mutation * 10):
+            if len(children) >= settings.mutation:
+                break
+            parent = rng.choice(parents)
+            child = tuple(
+                rng.randrange(size) if rng.random() < settings.mutation_prob else gene
+                for gene, size in zip(parent, sizes, strict=True)
+            )
+            if scorer.allowed(child):
+                children.append(child)
+        crossed: list[Genome] = []
+        for _ in range(settings.crossover * 10):
+            if len(crossed) >= settings.crossover:
+                break
+            first, second = rng.choice(parents), rng.choice(parents)
+            child = tuple(rng.choice(pair) for pair in zip(first, second, strict=True))
+            if scorer.allowed(child):
+                crossed.append(child)
+        best = sorted(set(best) | set(children) | set(crossed), key=scorer, reverse=True)
+    return best[0]
