@@ -44,6 +44,16 @@ class WeightOptimizerConfig(_Section):
     betas: tuple[Beta, Beta] = (0.9, 0.999)
     schedule: Literal["cosine", "constant"] = "cosine"
     warmup_epochs: NonNegativeInt = 0
+    # no weight decay on 1-d parameters (biases, norms, tokens), as in ViT / AutoFormer training
+    no_decay_1d: StrictBool = False
+
+
+class MixupConfig(_Section):
+    """Mixup / CutMix / label smoothing of the weight steps (timm); all off by default."""
+
+    mixup_alpha: NonNegativeFloat = 0.0
+    cutmix_alpha: NonNegativeFloat = 0.0
+    label_smoothing: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.0
 
 
 class ArchOptimizerConfig(_Section):
@@ -112,6 +122,7 @@ class RunConfig(_Section):
     weight_optimizer: WeightOptimizerConfig = Field(default_factory=WeightOptimizerConfig)
     arch_optimizer: ArchOptimizerConfig = Field(default_factory=ArchOptimizerConfig)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    mixup: MixupConfig = Field(default_factory=MixupConfig)
     space_options: dict[str, Any] = Field(default_factory=dict)
     dataset_options: dict[str, Any] = Field(default_factory=dict)
     benchmark: Path | None = None

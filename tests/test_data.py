@@ -301,6 +301,20 @@ def test_cifar10_prepare_from_tar_and_build_with_cutout(tmp_path, monkeypatch):
     assert torch.equal(plain[0][0], test.transform(Image.fromarray(plain.data[0])))
 
 
+def test_cifar10_vit_augmentations_and_size(tmp_path, monkeypatch):
+    monkeypatch.setattr("torchvision.datasets.cifar.check_integrity", lambda *args, **kwargs: True)
+    _write_fake_cifar10(tmp_path / "root" / "cifar10" / "cifar-10-batches-py", per_batch=4)
+    options = {"size": 48, "randaugment": "rand-m9-mstd0.5-inc1", "random_erasing": 1.0}
+    train, test, info = build_datasets("cifar10", tmp_path / "root", options)
+    assert info.input_shape == (3, 48, 48)
+    torch.manual_seed(0)
+    assert train[0][0].shape == (3, 48, 48) and test[0][0].shape == (3, 48, 48)
+    steps = [type(t).__name__ for t in train.transform.transforms]
+    assert "RandAugment" in steps and steps[-1] == "RandomErasing"
+    with pytest.raises(UserError, match="randaugment"):
+        build_datasets("cifar10", tmp_path / "root", {"randaugment": "nonsense-x"})
+
+
 def test_cifar_bad_cutout_option(tmp_path):
     with pytest.raises(UserError, match="cutout"):
         build_datasets("cifar10", tmp_path, {"cutout": "big"})

@@ -174,3 +174,37 @@ def test_doctor_reports_versions_devices_and_data(tmp_path: Path):
     assert report["data"]["benchmarks_found"] == ["nb201.pth"] and report["data"]["from"] == "--data-root"
     assert "config_file" in report["accelerate"]
     assert invoke("doctor").exit_code == 0
+
+
+def test_mixup_label_smoothing_and_no_decay_groups(tmp_path: Path):
+    from tanglenas_cli.config import build_config
+    from tanglenas_cli.engine.factory import WeightLoss, make_weight_optimizer
+
+    overrides = ["mixup.mixup_alpha=0.8", "mixup.cutmix_alpha=1.0", "mixup.label_smoothing=0.1",
+                 "weight_optimizer.name=adamw", "weight_optimizer.no_decay_1d=true"]  # fmt: skip
+    cfg = build_config(flags={"space": "toy_cell", "dataset": "digits"}, overrides=overrides)
+    layer = torch.nn.Linear(3, 2)
+    groups = make_weight_optimizer(cfg, layer.parameters()).param_groups
+    assert [len(g["params"]) for g in groups] == [1, 1] and groups[1]["weight_decay"] == 0.0
+    weight_loss = WeightLoss(cfg, num_classes=10)
+    inputs, targets = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    mixed, soft = weight_loss.mix(inputs, targets)
+    assert (
+        mixed.shape == inputs.shape
+        and soft is not None
+        and soft.shape == (4, 10)
+        and torch.allclose(soft.sum(1), torch.ones(4))
+    )
+    logits = torch.randn(4, 10)
+    expected = -(soft * torch.log_softmax(logits, -1)).sum(1).mean()
+    torch.testing.assert_close(weight_loss.loss(logits, targets, soft), expected)
+    assert weight_loss.mix(inputs[:3], targets[:3])[1] is None  # odd batch: no mixing
+    smooth = WeightLoss(build_config(flags={"space": "toy_cell", "dataset": "digits"},
+                                     overrides=["mixup.label_smoothing=0.1"]), 10)  # fmt: skip
+    torch.testing.assert_close(
+        smooth.loss(logits, targets, None),
+        torch.nn.functional.cross_entropy(logits, targets, label_smoothing=0.1),
+    )
+    result = invoke("search", *TINY, "--set", "mixup.mixup_alpha=0.8", "--set", "mixup.cutmix_alpha=1.0",
+                    "--out", tmp_path / "run")  # fmt: skip
+    assert result.exit_code == 0, result.output

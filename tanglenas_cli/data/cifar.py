@@ -9,6 +9,7 @@ from typing import Any
 from torchvision import transforms
 from torchvision.datasets import CIFAR10, CIFAR100
 
+from tanglenas_cli.data.augment import randaugment, random_erasing
 from tanglenas_cli.data.cutout import Cutout
 from tanglenas_cli.data.download import download
 from tanglenas_cli.data.files import (
@@ -26,7 +27,9 @@ from tanglenas_cli.errors import UserError
 
 MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
 STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
-DEFAULTS: dict[str, Any] = {"cutout": 0}
+# size: resize the 32 px images (e.g. 224 for ViTs); randaugment: a timm RandAugment config string;
+# random_erasing: timm's random-erasing probability
+DEFAULTS: dict[str, Any] = {"cutout": 0, "size": 32, "randaugment": None, "random_erasing": 0.0}
 IMAGE_SIDE = 32
 CROP_PADDING = 4
 OFFICIAL_SIZES = (50_000, 10_000)
@@ -58,15 +61,19 @@ def _how_to_prepare(name: str, data_root: Path) -> str:
     )
 
 
-def _transforms(augment: bool, cutout: int) -> tuple[Any, Any]:
+def _transforms(augment: bool, cutout: int, size: int, rand: str | None, erasing: float) -> tuple[Any, Any]:
+    resize = [transforms.Resize(size)] if size != IMAGE_SIDE else []
     normalise = [transforms.ToTensor(), transforms.Normalize(MEAN, STD)]
-    test_transform = transforms.Compose(normalise)
+    test_transform = transforms.Compose([*resize, *normalise])
     if not augment:
         return test_transform, test_transform
     steps = [
-        transforms.RandomCrop(IMAGE_SIDE, padding=CROP_PADDING),
+        *resize,
+        transforms.RandomCrop(size, padding=CROP_PADDING * size // IMAGE_SIDE),
         transforms.RandomHorizontalFlip(),
+        *randaugment(rand, MEAN),
         *normalise,
+        *random_erasing(erasing),
     ]
     if cutout > 0:
         steps.append(Cutout(cutout))
@@ -80,12 +87,21 @@ def build_cifar(
     dataset_class, num_classes, title = _variant(name)
     settings = read_options(name, options, DEFAULTS)
     cutout = int_option(name, "cutout", settings["cutout"])
+    size = int_option(name, "size", settings["size"], minimum=8)
+    erasing = settings["random_erasing"]
+    if isinstance(erasing, bool) or not isinstance(erasing, int | float):
+        raise UserError(f"dataset option random_erasing={erasing!r} for {name} must be a number")
+    rand = settings["randaugment"]
+    if rand is not None and not isinstance(rand, str):
+        raise UserError(
+            f"dataset option randaugment={rand!r} for {name} must be a string like rand-m9-mstd0.5-inc1"
+        )
     root = dataset_dir(data_root, name)
     if not (root / dataset_class.base_folder).is_dir():
         raise UserError(
             f"{title} not found in {batches_folder(name, data_root)}; {_how_to_prepare(name, data_root)}"
         )
-    train_transform, test_transform = _transforms(augment, cutout)
+    train_transform, test_transform = _transforms(augment, cutout, size, rand, float(erasing))
     try:
         train = dataset_class(str(root), train=True, transform=train_transform, download=False)
         test = dataset_class(str(root), train=False, transform=test_transform, download=False)
@@ -94,7 +110,7 @@ def build_cifar(
             f"{title} in {batches_folder(name, data_root)} is incomplete or corrupted"
             f" ({one_line(error, 100)}); {_how_to_prepare(name, data_root)}"
         ) from None
-    info = DatasetInfo(name, num_classes, (3, IMAGE_SIDE, IMAGE_SIDE), MEAN, STD)
+    info = DatasetInfo(name, num_classes, (3, size, size), MEAN, STD)
     return train, test, info
 
 

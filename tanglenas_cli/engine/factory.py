@@ -82,12 +82,48 @@ def make_weight_optimizer(cfg: RunConfig, params: Iterable[nn.Parameter]) -> tor
     """Return the weight optimizer (SGD, Adam or AdamW) of the config."""
     spec = cfg.weight_optimizer
     params = list(params)
+    groups: list[dict] = [{"params": params}]
+    if spec.no_decay_1d:
+        groups = [
+            {"params": [p for p in params if p.dim() > 1]},
+            {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0},
+        ]
     if spec.name == "sgd":
         return torch.optim.SGD(
-            params, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov, weight_decay=spec.weight_decay
+            groups, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov, weight_decay=spec.weight_decay
         )
     optimizer_type = torch.optim.Adam if spec.name == "adam" else torch.optim.AdamW
-    return optimizer_type(params, lr=spec.lr, betas=tuple(spec.betas), weight_decay=spec.weight_decay)
+    return optimizer_type(groups, lr=spec.lr, betas=tuple(spec.betas), weight_decay=spec.weight_decay)
+
+
+class WeightLoss:
+    """The weight-step loss: cross-entropy, with timm's Mixup/CutMix and label smoothing when configured.
+
+    ``__call__(model_forward, inputs, targets)`` returns (logits, loss); logits are those of the mixed
+    inputs, so accuracy against ``targets`` is only indicative while mixing is on.
+    """
+
+    def __init__(self, cfg: RunConfig, num_classes: int) -> None:
+        spec = cfg.mixup
+        self.smoothing = spec.label_smoothing
+        self.mixup = None
+        if spec.mixup_alpha > 0 or spec.cutmix_alpha > 0:
+            from timm.data import Mixup
+
+            self.mixup = Mixup(mixup_alpha=spec.mixup_alpha, cutmix_alpha=spec.cutmix_alpha,
+                               label_smoothing=spec.label_smoothing, num_classes=num_classes)  # fmt: skip
+
+    def mix(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return mixed inputs and soft targets, or (inputs, None) when mixing is off or the batch is odd."""
+        if self.mixup is None or len(targets) % 2:
+            return inputs, None
+        return self.mixup(inputs, targets)
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, soft: torch.Tensor | None) -> torch.Tensor:
+        """Return the loss of ``logits`` against soft targets if mixed, else (smoothed) hard targets."""
+        if soft is not None:
+            return torch.sum(-soft * torch.log_softmax(logits, dim=-1), dim=-1).mean()
+        return torch.nn.functional.cross_entropy(logits, targets, label_smoothing=self.smoothing)
 
 
 class EpochSchedule:

@@ -29,6 +29,7 @@ from tanglenas_cli.engine.distributed import Cluster
 from tanglenas_cli.engine.evaluation import count_parameters, evaluate
 from tanglenas_cli.engine.factory import (
     EpochSchedule,
+    WeightLoss,
     arch_weight_decay,
     load_search_data,
     make_sampler_for,
@@ -95,6 +96,7 @@ class SearchRun:
         self.choices = choices_by_name(self.model)
         self.sampler = make_sampler_for(cfg, self.space)
         self.weight_optimizer = make_weight_optimizer(cfg, weight_parameters(self.model))
+        self.weight_loss = WeightLoss(cfg, self.data.info.num_classes)
         self.schedule = EpochSchedule(cfg, self.weight_optimizer)
         self.architect = Architect(
             self.model,
@@ -211,7 +213,11 @@ class SearchRun:
                     totals["arch_loss"] += float(arch_loss)
                     totals["arch_steps"] += 1
             self.sampler.sample(self.choices.values())
-            logits, loss = self._forward_loss(self.model, inputs, targets)
+            mixed, soft = self.weight_loss.mix(inputs, targets)
+            self.cluster.local_count = len(targets)
+            with self.accelerator.autocast():
+                logits = self.model(mixed).float()
+            loss = self.weight_loss.loss(logits, targets, soft)
             self.weight_optimizer.zero_grad(set_to_none=True)
             self.guard.backward(loss, params)
             self.cluster.average_parameter_gradients(params)

@@ -6,14 +6,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch.nn.functional as F
-
 from tanglenas_cli.config import RunConfig, resolve_data_root, write_config
 from tanglenas_cli.data import build_datasets
 from tanglenas_cli.engine import run_dir as files
 from tanglenas_cli.engine.checkpoint import load_checkpoint, save_checkpoint, seed_everything
 from tanglenas_cli.engine.evaluation import count_parameters, evaluate
-from tanglenas_cli.engine.factory import EpochSchedule, make_space, make_weight_optimizer
+from tanglenas_cli.engine.factory import EpochSchedule, WeightLoss, make_space, make_weight_optimizer
 from tanglenas_cli.engine.loaders import epoch_loader
 from tanglenas_cli.engine.precision import StepGuard, make_accelerator
 from tanglenas_cli.engine.progress import RunProgress
@@ -62,6 +60,7 @@ def run_train(arch_file: Path, cfg: RunConfig, inherit: Path | None = None) -> d
     speed_up(model, channels_last=cfg.channels_last, compile=cfg.compile)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_weight_optimizer(cfg, params)
+    weight_loss = WeightLoss(cfg, info.num_classes)
     schedule = EpochSchedule(cfg, optimizer)
     out.mkdir(parents=True, exist_ok=True)
     write_config(cfg, out / files.CONFIG)
@@ -91,14 +90,16 @@ def run_train(arch_file: Path, cfg: RunConfig, inherit: Path | None = None) -> d
                 loss_sum, correct, count = 0.0, 0, 0
                 for inputs, targets in loader:
                     inputs, targets = inputs.to(device), targets.to(device)
+                    mixed, soft = weight_loss.mix(inputs, targets)
                     with accelerator.autocast():
-                        logits = model(inputs)
+                        logits = model(mixed)
                     if isinstance(logits, tuple):  # (logits, auxiliary-head logits)
                         logits, aux_logits = logits
-                        loss = F.cross_entropy(logits, targets)
-                        loss = loss + model.auxiliary_weight * F.cross_entropy(aux_logits, targets)
+                        loss = weight_loss.loss(logits.float(), targets, soft)
+                        aux_loss = weight_loss.loss(aux_logits.float(), targets, soft)
+                        loss = loss + model.auxiliary_weight * aux_loss
                     else:
-                        loss = F.cross_entropy(logits, targets)
+                        loss = weight_loss.loss(logits.float(), targets, soft)
                     optimizer.zero_grad(set_to_none=True)
                     guard.backward(loss, params)
                     if not guard.step(optimizer, params, cfg.grad_clip, where=f"epoch {epoch}"):

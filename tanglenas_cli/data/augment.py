@@ -1,0 +1,31 @@
+"""timm's image augmentations for training sets: RandAugment before ``ToTensor``, random erasing after."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tanglenas_cli.errors import UserError
+
+
+def randaugment(config: str | None, mean: Sequence[float]) -> list[Any]:
+    """Return ``[timm RandAugment]`` for a config string such as ``rand-m9-mstd0.5-inc1`` ([] for None)."""
+    if not config:
+        return []
+    from timm.data.auto_augment import rand_augment_transform
+
+    try:
+        return [rand_augment_transform(config, {"img_mean": tuple(round(255 * m) for m in mean)})]
+    except (AssertionError, ValueError, KeyError, IndexError) as error:
+        raise UserError(f"bad randaugment setting {config!r} (e.g. rand-m9-mstd0.5-inc1): {error}") from None
+
+
+def random_erasing(probability: float) -> list[Any]:
+    """Return ``[timm RandomErasing]`` (per-pixel noise, on normalised tensors) when ``probability`` > 0."""
+    if probability <= 0:
+        return []
+    if probability > 1:
+        raise UserError(f"random_erasing is a probability in [0, 1], got {probability}")
+    from timm.data.random_erasing import RandomErasing
+
+    return [RandomErasing(probability=probability, mode="pixel", device="cpu")]
