@@ -107,6 +107,9 @@ def test_presets_folder_has_the_paper_presets() -> None:
         "nats-sss-cifar10",
     ):
         expected |= {f"{family}-{opt}" for opt in ("darts_v1", "darts_v2", "drnas", "gdas", "spos")}
+    expected |= {f"autoformer-{data}-{opt}" for data in ("cifar10", "cifar100") for opt in ("drnas", "spos")}
+    expected |= {"autoformer-imagenet-drnas", "autoformer-s-imagenet-drnas", "autoformer-tiny-drnas"}
+    expected.add("autoformer-cifar10-train")
     assert set(PRESET_NAMES) == expected
 
 

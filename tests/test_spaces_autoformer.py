@@ -105,3 +105,29 @@ def test_search_then_train_inheriting_the_supernet_weights(tmp_path):
         torch.testing.assert_close(
             tensor, supernet[key][tuple(slice(0, n) for n in tensor.shape)], atol=1e-6, rtol=0
         )
+
+
+def test_paper_presets_follow_the_reference():
+    from tanglenas_cli.config import build_config
+
+    cfg = build_config(preset="autoformer-cifar10-drnas")
+    assert (cfg.space, cfg.optimizer, cfg.dataset, cfg.epochs, cfg.batch_size) == (
+        "autoformer",
+        "drnas",
+        "cifar10",
+        500,
+        512,
+    )
+    spec = cfg.weight_optimizer
+    assert (spec.name, spec.lr, spec.lr_min, spec.weight_decay, spec.no_decay_1d, spec.warmup_epochs) == (
+        "adamw",
+        1e-3,
+        1e-5,
+        0.05,
+        True,
+        20,
+    )
+    assert cfg.arch_optimizer.lr == 6e-4 and cfg.train_portion == 0.8 and cfg.grad_clip is None
+    assert (cfg.mixup.mixup_alpha, cfg.mixup.cutmix_alpha, cfg.mixup.label_smoothing) == (0.8, 1.0, 0.1)
+    assert cfg.dataset_options == {"size": 224, "randaugment": "rand-m9-mstd0.5-inc1", "random_erasing": 0.25}
+    assert build_config(preset="autoformer-s-imagenet-drnas").space == "autoformer_s"

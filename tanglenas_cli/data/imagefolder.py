@@ -10,6 +10,7 @@ from PIL import Image
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
 
+from tanglenas_cli.data.augment import randaugment, random_erasing
 from tanglenas_cli.data.files import (
     copy_tree,
     is_tar_archive,
@@ -28,7 +29,14 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CHANNELS = 3
 SPLITS = ("train", "test")
-DEFAULTS: dict[str, Any] = {"path": None, "size": None, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+DEFAULTS: dict[str, Any] = {
+    "path": None,
+    "size": None,
+    "mean": IMAGENET_MEAN,
+    "std": IMAGENET_STD,
+    "randaugment": None,
+    "random_erasing": 0.0,
+}
 LAYOUT = "ROOT/train/<class>/<image> and ROOT/test/<class>/<image> (same class folders in both)"
 
 
@@ -88,9 +96,19 @@ def build_imagefolder(
     test.transform = transforms.Compose(resize_normalise)
     if augment:
         crop = transforms.RandomCrop((height, width), padding=min(height, width) // 8)
+        rand, erasing = settings["randaugment"], settings["random_erasing"]
+        if (
+            (rand is not None and not isinstance(rand, str))
+            or isinstance(erasing, bool)
+            or not isinstance(erasing, int | float)
+        ):
+            raise UserError(
+                f"{NAME}: randaugment must be a string (rand-m9-mstd0.5-inc1), random_erasing a number"
+            )
         train.transform = transforms.Compose(
-            [resize_normalise[0], crop, transforms.RandomHorizontalFlip(), *resize_normalise[1:]]
-        )
+            [resize_normalise[0], crop, transforms.RandomHorizontalFlip(), *randaugment(rand, mean),
+             *resize_normalise[1:], *random_erasing(float(erasing))]
+        )  # fmt: skip
     else:
         train.transform = transforms.Compose(resize_normalise)
     info = DatasetInfo(NAME, len(train.classes), (CHANNELS, height, width), mean, std)
