@@ -7,7 +7,9 @@ import random
 from pathlib import Path
 from typing import Any
 
-from tanglenas_cli.config import load_config
+from torch import nn
+
+from tanglenas_cli.config import RunConfig, load_config
 from tanglenas_cli.engine import run_dir as files
 from tanglenas_cli.engine.checkpoint import load_checkpoint
 from tanglenas_cli.engine.factory import load_search_data
@@ -24,8 +26,8 @@ def space_from_state(space: str, data_shape: dict[str, Any], options: dict[str, 
     return SPACE_REGISTRY[space](shape, options)
 
 
-def derive_from_checkpoint(run_dir: Path) -> tuple[SearchSpace, dict[str, Any]]:
-    """Return the space and the argmax architecture of the search checkpoint in ``run_dir``."""
+def load_supernet(run_dir: Path) -> tuple[RunConfig, SearchSpace, nn.Module]:
+    """Return the config, the space and the trained supernet of the search run in ``run_dir``."""
     cfg = load_config(run_dir)
     state = load_checkpoint(run_dir / files.CHECKPOINT, kind="search")
     space = space_from_state(cfg.space, state["data_shape"], cfg.space_options)
@@ -36,6 +38,12 @@ def derive_from_checkpoint(run_dir: Path) -> tuple[SearchSpace, dict[str, Any]]:
         raise UserError(
             f"checkpoint in {run_dir} does not match its config: {str(error).splitlines()[0]}"
         ) from None
+    return cfg, space, model
+
+
+def derive_from_checkpoint(run_dir: Path) -> tuple[SearchSpace, dict[str, Any]]:
+    """Return the space and the argmax architecture of the search checkpoint in ``run_dir``."""
+    _, space, model = load_supernet(run_dir)
     return space, space.derive(choices_by_name(model))
 
 
@@ -55,18 +63,9 @@ def search_trained_supernet(run_dir: Path, strategy: str, samples: int = 100, ba
     """Random search or evolution over the supernet in ``run_dir``; return (space, architecture, method)."""
     import torch
 
-    cfg = load_config(run_dir)
-    state = load_checkpoint(run_dir / files.CHECKPOINT, kind="search")
-    space = space_from_state(cfg.space, state["data_shape"], cfg.space_options)
+    cfg, space, model = load_supernet(run_dir)
     if space.spos_subsets():
         raise UserError(f"--strategy works on spaces of independent choices; {cfg.space} keeps edge subsets")
-    model = space.build_supernet(entangle=cfg.entangle)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        raise UserError(
-            f"checkpoint in {run_dir} does not match its config: {str(error).splitlines()[0]}"
-        ) from None
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     data = load_search_data(cfg)
