@@ -193,13 +193,41 @@ def prepare_data(
         ),
     ] = None,
     data_root: DataRootOption = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="text: the corpus name under DATA_ROOT/text (default: file stem)."),
+    ] = None,
+    tokenizer: Annotated[
+        str, typer.Option("--tokenizer", help="text: gpt2 (tiktoken BPE) or bytes.")
+    ] = "gpt2",
+    tokenizer_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--tokenizer-file",
+            metavar="FILE",
+            help="text: GPT-2 ranks file (gpt2.tiktoken), for offline use.",
+        ),
+    ] = None,
+    val_portion: Annotated[
+        float, typer.Option("--val-portion", help="text: share of tokens kept for validation.")
+    ] = 0.1,
 ) -> None:
     """Download (or unpack from --from) a dataset into the data root, so later runs work offline."""
     check_name("dataset", dataset, DATASETS + PREPARE_ONLY)
     if source is not None and not source.exists():
         raise UserError(f"--from path not found: {source}")
     run_prepare = _engine_function("prepare-data", "tanglenas_cli.engine.prepare", "run_prepare")
-    print_result(run_prepare(dataset, data_root=data_root or default_data_root(), source=source))
+    root = data_root or default_data_root()
+    if dataset == "text":
+        text = {
+            "name": name,
+            "tokenizer": tokenizer,
+            "tokenizer_file": tokenizer_file,
+            "val_portion": val_portion,
+        }
+        print_result(run_prepare(dataset, data_root=root, source=source, **text))
+        return
+    print_result(run_prepare(dataset, data_root=root, source=source))
 
 
 @app.command()

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tanglenas_cli.benchmarks.prepare import prepare_nb201_benchmark, prepare_toy_benchmarks
 
 
-def run_prepare(dataset: str, data_root: Path, source: Path | None = None) -> str:
-    """Prepare ``dataset`` (or ``toy-benchmarks`` / ``nb201-bench``) under ``data_root``; return a summary."""
+def run_prepare(dataset: str, data_root: Path, source: Path | None = None, **text_options: Any) -> str:
+    """Prepare ``dataset`` (or ``toy-benchmarks`` / ``nb201-bench``) under ``data_root``; return a summary.
+
+    ``text_options`` (name, tokenizer, tokenizer_file, val_portion) apply to ``text`` only.
+    """
+    if dataset == "text":
+        from tanglenas_cli.data.text import prepare_text
+
+        return prepare_text(Path(data_root).expanduser(), source, **text_options)
     if dataset == "toy-benchmarks":
         return prepare_toy_benchmarks(data_root, source)
     if dataset == "nb201-bench":
