@@ -149,3 +149,48 @@ def test_mix_depths_is_the_weighted_sum_of_outputs():
     torch.testing.assert_close(mix_depths(outputs, choice.mixing(), [1, 2, 3]), torch.full((2,), 2.3))
     choice.set_mixing(torch.tensor([0.0, 1.0, 0.0]), 1)
     torch.testing.assert_close(mix_depths(outputs, choice.mixing(), [1, 2, 3]), outputs[1])
+
+
+GPT_EMBEDS, GPT_HEADS = (12, 24), (2, 3, 4)  # head dims e / h: 6, 4, 3, 12, 8, 6
+
+
+def standalone_attention(layer, e: int, h: int, x: torch.Tensor) -> torch.Tensor:
+    """Plain causal attention of width e with h heads of e / h, using the layer's [:e, :e] blocks."""
+    index = GPT_EMBEDS.index(e) * len(GPT_HEADS) + GPT_HEADS.index(h)
+    weight = layer.qkv_weight[:, :e, :e]
+    q, k, v = (F.linear(x[..., :e], weight[j]) for j in range(3))
+    q, k, v = (t.reshape(2, 5, h, e // h).transpose(1, 2) for t in (q, k, v))
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(2, 5, e)
+    return layer.proj.export(index)(out)
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "mixture"])
+def test_width_attention_one_hot_equals_standalone_for_every_pair(direct):
+    from tanglenas_cli.nas.transformer import EntangledWidthAttention
+
+    torch.manual_seed(3)
+    embed, heads = Choice("embed", GPT_EMBEDS), Choice("heads", GPT_HEADS)
+    pairs = list(itertools.product(GPT_EMBEDS, GPT_HEADS))
+    layer = EntangledWidthAttention(JointChoice([embed, heads]), [e for e, _ in pairs], [h for _, h in pairs])
+    x = torch.randn(2, 5, max(GPT_EMBEDS))
+    for e, h in pairs:
+        one_hot(embed, e, direct)
+        one_hot(heads, h, direct)
+        padded = torch.zeros_like(x)
+        padded[..., :e] = x[..., :e]
+        got = layer(x[..., :e] if direct else padded)
+        torch.testing.assert_close(got[..., :e], standalone_attention(layer, e, h, x), atol=1e-5, rtol=1e-5)
+        if not direct:
+            assert torch.count_nonzero(got[..., e:]) == 0
+
+
+def test_width_attention_soft_mixing_has_gradients_for_every_logit():
+    from tanglenas_cli.nas.transformer import EntangledWidthAttention
+
+    embed, heads = Choice("embed", GPT_EMBEDS), Choice("heads", GPT_HEADS)
+    pairs = list(itertools.product(GPT_EMBEDS, GPT_HEADS))
+    layer = EntangledWidthAttention(JointChoice([embed, heads]), [e for e, _ in pairs], [h for _, h in pairs])
+    embed.set_mixing(torch.softmax(embed.arch_logits, 0))
+    heads.set_mixing(torch.softmax(heads.arch_logits, 0))
+    layer(torch.randn(2, 5, max(GPT_EMBEDS))).square().sum().backward()
+    assert all(c.arch_logits.grad is not None and c.arch_logits.grad.abs().sum() > 0 for c in (embed, heads))

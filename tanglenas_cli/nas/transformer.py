@@ -230,6 +230,93 @@ class EntangledSelfAttention(nn.Module):
         return weight, bias
 
 
+class EntangledWidthAttention(nn.Module):
+    """Causal multi-head attention whose candidates choose the width e and the head count h, with head
+    dimension e / h (nanoGPT). q, k, v are three separate ``(E, E)`` blocks; candidate (e, h) uses
+    ``[:e, :e]`` of each and splits its e features into h heads of e / h.
+
+    Mixture path, for each head count h (one attention call per h): q, k and v of the candidates (e, h)
+    are superposed head by head, each head zero-padded from e / h to E / h features, with weights
+    ``w(e | h) = w(e, h) / sum_e' w(e', h)`` (q pre-scaled by ``(e / h) ** -0.5``, so padding never
+    changes the softmax temperature). The output of candidate (e, h) is the first e / h features of each
+    head, laid out as its own e features, weighted by ``w(e, h)``. One-hot weights therefore give
+    exactly the standalone attention of (e, h), in the mixture path too.
+    """
+
+    def __init__(self, source: WeightSource, embed: int | Sequence[int], heads: int | Sequence[int], *,
+                 bias: bool = False, causal: bool = True) -> None:  # fmt: skip
+        super().__init__()
+        self._source = [source]
+        count = len(source)
+        self.embed = per_candidate(embed, count, "embed")
+        self.heads = per_candidate(heads, count, "heads")
+        if any(e % h for e, h in zip(self.embed, self.heads, strict=True)):
+            raise ValueError(
+                f"every width must divide by its head count: {list(zip(self.embed, self.heads, strict=True))}"
+            )
+        width = max(self.embed)
+        if any(width % h for h in self.heads):
+            raise ValueError(f"the largest width {width} must divide by every head count {set(self.heads)}")
+        self.causal = causal
+        self.qkv_weight = nn.Parameter(torch.empty(3, width, width))
+        self.qkv_bias = nn.Parameter(torch.zeros(3, width)) if bias else None
+        nn.init.normal_(self.qkv_weight, std=0.02)
+        self.proj = EntangledLinear(source, self.embed, self.embed, bias=bias)
+
+    @property
+    def source(self) -> WeightSource:
+        """The weight source of this layer's candidates."""
+        return self._source[0]
+
+    def _qkv(self, x: Tensor, embed: int) -> tuple[Tensor, Tensor, Tensor]:
+        weight = self.qkv_weight[:, :embed, :embed]
+        bias = None if self.qkv_bias is None else self.qkv_bias[:, :embed]
+        x = x[..., :embed]
+        q, k, v = (F.linear(x, weight[j], None if bias is None else bias[j]) for j in range(3))
+        return q, k, v
+
+    def _split(self, t: Tensor, heads: int, head_width: int) -> Tensor:
+        batch, length, features = t.shape
+        t = t.reshape(batch, length, heads, features // heads)
+        return F.pad(t, (0, head_width - features // heads)).transpose(1, 2)
+
+    def forward_candidate(self, x: Tensor, index: int, scale: Tensor | float = 1.0) -> Tensor:
+        """Candidate ``index`` at its own width and head count (output scaled by ``scale``)."""
+        embed, heads = self.embed[index], self.heads[index]
+        q, k, v = self._qkv(x, embed)
+        q, k, v = (self._split(t, heads, embed // heads) for t in (q, k, v))
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+        out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], embed) * scale
+        return self.proj.forward_candidate(out, index)
+
+    def forward(self, x: Tensor) -> Tensor:
+        mixing = self.source.mixing()
+        if mixing.index is not None:
+            return self.forward_candidate(x, mixing.index, mixing.weights[mixing.index])
+        weights = mixing.weights.to(x.dtype)
+        width = max(self.embed)
+        batch, length = x.shape[:2]
+        total: Tensor | None = None
+        for heads in sorted(set(self.heads)):
+            members = [i for i, h in enumerate(self.heads) if h == heads]
+            mass = sum(weights[i] for i in members)
+            head_width = width // heads
+            mixed = [torch.zeros(()), torch.zeros(()), torch.zeros(())]
+            for i in members:
+                conditional = weights[i] / mass.clamp_min(1e-12)
+                q, k, v = self._qkv(x, self.embed[i])
+                q = q * (self.embed[i] // heads) ** -0.5
+                for slot, t in enumerate((q, k, v)):
+                    mixed[slot] = mixed[slot] + conditional * self._split(t, heads, head_width)
+            out = F.scaled_dot_product_attention(*mixed, is_causal=self.causal, scale=1.0)
+            for i in members:
+                own = out[..., : self.embed[i] // heads].transpose(1, 2).reshape(batch, length, self.embed[i])
+                term = F.pad(own, (0, width - self.embed[i])) * weights[i]
+                total = term if total is None else total + term
+        assert total is not None
+        return self.proj(total)
+
+
 def mix_depths(outputs: Sequence[Tensor], mixing: Mixing, depths: Sequence[int]) -> Tensor:
     """Mix the outputs taken after each candidate depth (``outputs[i]`` after ``depths[i]`` blocks)."""
     if len(outputs) != len(depths):
