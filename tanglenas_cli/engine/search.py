@@ -49,12 +49,6 @@ from tanglenas_cli.nas import Architect, Choice, weight_parameters
 from tanglenas_cli.spaces.base import SearchSpace, choices_by_name
 
 
-def classification_loss(model: torch.nn.Module, batch: Any) -> torch.Tensor:
-    """Cross-entropy of ``model`` on an (inputs, targets) batch."""
-    inputs, targets = batch
-    return F.cross_entropy(model(inputs), targets)
-
-
 def mixing_summary(choices: Mapping[str, Choice]) -> dict[str, dict[str, float]]:
     """Return softmax(logits) per choice, keyed by candidate."""
     return {
@@ -133,17 +127,13 @@ class SearchRun:
     def _shard(self) -> tuple[int, int]:
         return self.cluster.rank, self.cluster.world
 
-    def _forward_loss(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor):
-        """Return (logits, loss) under autocast; records this process's share for gradient averaging."""
+    def _arch_loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        """Cross-entropy under autocast; records this process's share for gradient averaging."""
+        inputs, targets = (t.to(self.device) for t in batch)
         self.cluster.local_count = len(targets)
         with self.accelerator.autocast():
             logits = model(inputs)
-        logits = logits.float()
-        return logits, F.cross_entropy(logits, targets)
-
-    def _arch_loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
-        inputs, targets = (t.to(self.device) for t in batch)
-        return self._forward_loss(model, inputs, targets)[1]
+        return F.cross_entropy(logits.float(), targets)
 
     def _state(self, epoch: int) -> dict[str, Any]:
         return {
