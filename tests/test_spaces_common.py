@@ -24,7 +24,21 @@ SMALL = {
         (3, 16, 16),
         {"variant": "tiny", "patch_size": 4, "head_dim": 8, "relative_position": 0},
     ),
+    "nanogpt": ((8,), {"variant": "tiny", "dropout": 0.0}),  # block of 8 tokens, vocabulary of 10
 }
+
+
+def batch(space, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets for a space: images and labels, or token ids and next tokens."""
+    if space.task == "language_model":
+        tokens = torch.randint(0, 10, (size, space.data.input_shape[0] + 1))
+        return tokens[:, :-1], tokens[:, 1:]
+    return torch.randn(size, *space.data.input_shape), torch.randint(0, 10, (size,))
+
+
+def loss_of(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of class logits (B, C) or next-token logits (B, T, V)."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
 def make(name: str):
@@ -48,9 +62,10 @@ def test_supernet_forward_backward(name, entangle, optimizer):
     choices = choices_by_name(model)
     sampler = make_sampler(optimizer, seed=0)
     sampler.sample(choices.values())
-    logits = model(torch.randn(3, *space.data.input_shape))
-    assert logits.shape == (3, 10)
-    loss = F.cross_entropy(logits, torch.tensor([1, 2, 3]))
+    x, y = batch(space, 3)
+    logits = model(x)
+    assert logits.shape == (3, *y.shape[1:], 10)
+    loss = loss_of(logits, y)
     loss.backward()
     assert torch.isfinite(loss)
     grads = [c.arch_logits.grad for c in choices.values()]
@@ -73,10 +88,10 @@ def test_derive_build_and_train_one_step(name):
     assert space.validate(arch) == arch
     for candidate in (arch, space.largest_architecture()):
         network = space.build_network(candidate)
-        x, y = torch.randn(4, *space.data.input_shape), torch.randint(0, 10, (4,))
+        x, y = batch(space, 4)
         output = network(x)
         logits = output[0] if isinstance(output, tuple) else output
-        loss = F.cross_entropy(logits, y)
+        loss = loss_of(logits, y)
         loss.backward()
         torch.optim.SGD(network.parameters(), lr=0.1).step()
-        assert torch.isfinite(loss) and logits.shape == (4, 10)
+        assert torch.isfinite(loss) and logits.shape == (4, *y.shape[1:], 10)

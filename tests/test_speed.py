@@ -6,8 +6,7 @@ import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
-from test_spaces_common import SMALL, make
+from test_spaces_common import SMALL, batch, loss_of, make
 from torch import nn
 from typer.testing import CliRunner
 
@@ -34,15 +33,14 @@ def test_channels_last_gives_the_same_outputs_and_gradients(name, entangle):
     twin = copy.deepcopy(model)
     speed_up(twin, channels_last=True)
     assert list(twin.state_dict()) == list(model.state_dict())
-    x = torch.randn(4, *SMALL[name][0])
-    y = torch.randint(0, 10, (4,))
+    x, y = batch(space, 4)
     for network in (model, twin):
         make_sampler("drnas", seed=1).sample(list(choices_by_name(network).values()))
     outputs = []
     for network in (model, twin):
         out = network(x)
         out = out[0] if isinstance(out, tuple) else out
-        F.cross_entropy(out, y).backward()
+        loss_of(out, y).backward()
         outputs.append(out)
     torch.testing.assert_close(outputs[1], outputs[0], atol=1e-5, rtol=1e-4)
     for (key, p), q in zip(model.named_parameters(), twin.parameters(), strict=True):

@@ -35,6 +35,7 @@ DEFAULT_SHAPES = {
     "darts": (10, (3, 32, 32)),
     "autoformer": (10, (3, 32, 32)),
     "autoformer_s": (10, (3, 32, 32)),
+    "nanogpt": (50304, (224,)),  # GPT-2 vocabulary (padded), block of 224 tokens
 }
 
 
@@ -80,8 +81,12 @@ def measure(space_name: str, mode: str, optimizer: str, batch_size: int, steps: 
         check_compile_supported(optimizer)
     speed_up(model, channels_last=channels_last, compile=compile)
     sampler = make_sampler(optimizer, seed=0)
-    inputs = torch.randn(batch_size, *shape, device=device)
-    targets = torch.randint(0, num_classes, (batch_size,), device=device)
+    if space.task == "language_model":
+        tokens = torch.randint(0, num_classes, (batch_size, shape[0] + 1), device=device)
+        inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    else:
+        inputs = torch.randn(batch_size, *shape, device=device)
+        targets = torch.randint(0, num_classes, (batch_size,), device=device)
     model.train()
 
     def step() -> None:
@@ -89,7 +94,7 @@ def measure(space_name: str, mode: str, optimizer: str, batch_size: int, steps: 
             sampler.sample(choices)
         output = model(inputs)
         logits = output[0] if isinstance(output, tuple) else output
-        F.cross_entropy(logits, targets).backward()
+        F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).backward()
         model.zero_grad(set_to_none=True)
         for choice in choices:
             choice.arch_logits.grad = None

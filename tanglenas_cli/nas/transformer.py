@@ -42,13 +42,15 @@ class EntangledLayerNorm(EntangledLayer):
     under one-hot weights. The direct path is exactly ``nn.LayerNorm(e)`` on ``x[..., :e]``.
     """
 
-    def __init__(self, source: WeightSource, sizes: int | Sequence[int], eps: float = 1e-5) -> None:
+    def __init__(
+        self, source: WeightSource, sizes: int | Sequence[int], eps: float = 1e-5, bias: bool = True
+    ) -> None:
         super().__init__(source)
         self.sizes = per_candidate(sizes, len(source), "sizes")
         width = max(self.sizes)
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(width))
-        self.bias = nn.Parameter(torch.zeros(width))
+        self.bias = nn.Parameter(torch.zeros(width)) if bias else None
         self.widths = sorted(set(self.sizes))
         members = torch.tensor([[float(size == width) for width in self.widths] for size in self.sizes])
         self.register_buffer("members", members, persistent=False)  # candidate -> its width
@@ -58,7 +60,8 @@ class EntangledLayerNorm(EntangledLayer):
         full = self.weight.shape[0]
         total: Tensor | None = None
         for weight, size in zip(width_weights, self.widths, strict=True):
-            normed = F.layer_norm(x[..., :size], (size,), self.weight[:size], self.bias[:size], self.eps)
+            bias = None if self.bias is None else self.bias[:size]
+            normed = F.layer_norm(x[..., :size], (size,), self.weight[:size], bias, self.eps)
             term = F.pad(normed, (0, full - size)) * weight
             total = term if total is None else total + term
         assert total is not None
@@ -66,17 +69,17 @@ class EntangledLayerNorm(EntangledLayer):
 
     def forward_candidate(self, x: Tensor, index: int, scale: Tensor | float = 1.0) -> Tensor:
         size = self.sizes[index]
-        return F.layer_norm(
-            x[..., :size], (size,), self.weight[:size] * scale, self.bias[:size] * scale, self.eps
-        )
+        bias = None if self.bias is None else self.bias[:size] * scale
+        return F.layer_norm(x[..., :size], (size,), self.weight[:size] * scale, bias, self.eps)
 
     def export(self, index: int) -> nn.LayerNorm:
         """Return a standalone ``nn.LayerNorm`` with candidate ``index``'s parameters."""
         size = self.sizes[index]
-        norm = nn.LayerNorm(size, eps=self.eps)
+        norm = nn.LayerNorm(size, eps=self.eps, bias=self.bias is not None)
         with torch.no_grad():
             norm.weight.copy_(self.weight[:size])
-            norm.bias.copy_(self.bias[:size])
+            if self.bias is not None:
+                norm.bias.copy_(self.bias[:size])
         return norm
 
 

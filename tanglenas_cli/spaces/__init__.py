@@ -20,7 +20,15 @@ def register_space(name: str) -> Callable[[_Registered], _Registered]:
 
 def _register_builtin_spaces() -> None:
     # Imported here (not at the top) because each space module uses register_space.
-    from tanglenas_cli.spaces import autoformer, darts, nats_sss, nb201, toy_cell, toy_conv_macro  # noqa: F401
+    from tanglenas_cli.spaces import (  # noqa: F401
+        autoformer,
+        darts,
+        nanogpt,
+        nats_sss,
+        nb201,
+        toy_cell,
+        toy_conv_macro,
+    )
 
 
 _register_builtin_spaces()

@@ -37,7 +37,7 @@ from tanglenas_cli.nas import (
 )
 from tanglenas_cli.nas.superposition import SlicedDim, Superposition
 from tanglenas_cli.spaces import register_space
-from tanglenas_cli.spaces.base import SearchSpace
+from tanglenas_cli.spaces.base import SearchSpace, inherit_prefix_slices
 
 VARIANTS: dict[str, dict[str, tuple]] = {
     "T": {"embed": (192, 216, 240), "depth": (12, 13, 14), "heads": (3, 4), "mlp_ratio": (3.5, 4.0)},
@@ -240,16 +240,7 @@ class AutoFormerSpace(SearchSpace):
         return self._network(FixedChoice(arch["embed_dim"]), FixedChoice(arch["depth"]), layers)
 
     def inherit_weights(self, supernet_state: Mapping[str, Any], network: nn.Module) -> None:
-        """Every tensor of the discrete network is the leading slice of the supernet's tensor of that name."""
-        own = network.state_dict()
-        with torch.no_grad():
-            for key, tensor in own.items():
-                source = supernet_state.get(key)
-                if source is None or source.dim() != tensor.dim():
-                    raise UserError(f"the supernet checkpoint has no tensor {key!r} for this architecture")
-                if any(a > b for a, b in zip(tensor.shape, source.shape, strict=True)):
-                    raise UserError(f"{key!r}: the architecture is larger than the supernet's tensor")
-                tensor.copy_(source[tuple(slice(0, n) for n in tensor.shape)])
+        inherit_prefix_slices(supernet_state, network)
 
     def largest_architecture(self) -> dict[str, Any]:
         table = self.table

@@ -36,6 +36,7 @@ class SearchSpace:
     benchmark_file: ClassVar[str | None] = None  # the tabular benchmark's default file name
     default_dataset: ClassVar[str] = ""
     supports_ws: ClassVar[bool] = True  # False: weight entanglement only (build_supernet(False) refuses)
+    task: ClassVar[str] = "classification"  # or "language_model": inputs (B, T) token ids, logits (B, T, V)
 
     def __init__(self, data: DataShape, options: Mapping[str, Any] | None = None) -> None:
         self.data = data
@@ -88,6 +89,24 @@ class SearchSpace:
     def spos_subsets(self) -> list[list[str]] | None:
         """Return groups of choice names of which SPOS keeps only some per sample (None: no groups)."""
         return None
+
+
+def inherit_prefix_slices(supernet_state: Mapping[str, Any], network: nn.Module) -> None:
+    """Copy into ``network`` the leading slice of the supernet tensor of the same name, for every tensor.
+
+    This is ``inherit_weights`` for spaces whose discrete networks are built from the same layers at one
+    size (every candidate is a prefix slice of its super tensor).
+    """
+    import torch
+
+    with torch.no_grad():
+        for key, tensor in network.state_dict().items():
+            source = supernet_state.get(key)
+            if source is None or source.dim() != tensor.dim():
+                raise UserError(f"the supernet checkpoint has no tensor {key!r} for this architecture")
+            if any(a > b for a, b in zip(tensor.shape, source.shape, strict=True)):
+                raise UserError(f"{key!r}: the architecture is larger than the supernet's tensor")
+            tensor.copy_(source[tuple(slice(0, n) for n in tensor.shape)])
 
 
 def choices_by_name(model: nn.Module) -> dict[str, Choice]:
