@@ -36,6 +36,14 @@ def batch(space, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(size, *space.data.input_shape), torch.randint(0, 10, (size,))
 
 
+def set_one_hot(choices, picks: dict, direct: bool) -> None:
+    """Give each named choice a one-hot on the picked candidate (direct path, or mixture path if not)."""
+    for name, value in picks.items():
+        index = choices[name].candidates.index(value)
+        weights = F.one_hot(torch.tensor(index), len(choices[name])).float()
+        choices[name].set_mixing(weights, index if direct else None)
+
+
 def loss_of(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of class logits (B, C) or next-token logits (B, T, V)."""
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
+from test_spaces_common import set_one_hot
 
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.spaces import SPACE_REGISTRY
@@ -22,11 +22,7 @@ def set_architecture(choices, arch, direct: bool) -> None:
         inside = layer < arch["num_layers"]
         picks[f"layer{layer}.heads"] = arch["num_heads"][layer] if inside else 2
         picks[f"layer{layer}.mlp_ratio"] = arch["mlp_ratio"][layer] if inside else 2
-    for name, value in picks.items():
-        index = choices[name].candidates.index(value)
-        choices[name].set_mixing(
-            F.one_hot(torch.tensor(index), len(choices[name])).float(), index if direct else None
-        )
+    set_one_hot(choices, picks, direct)
 
 
 ARCHS = [

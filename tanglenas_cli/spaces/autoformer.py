@@ -14,9 +14,7 @@ The discrete network of an architecture is built from the same layer classes at 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,19 +23,16 @@ from torch import Tensor, nn
 
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.nas import (
-    Choice,
     EntangledConv2d,
     EntangledLayerNorm,
     EntangledLinear,
     EntangledSelfAttention,
-    FixedChoice,
-    JointChoice,
     WeightSource,
     mix_depths,
 )
 from tanglenas_cli.nas.superposition import SlicedDim, Superposition
 from tanglenas_cli.spaces import register_space
-from tanglenas_cli.spaces.base import SearchSpace, inherit_prefix_slices
+from tanglenas_cli.spaces.transformer_space import Layers, TransformerSpace, joint
 
 VARIANTS: dict[str, dict[str, tuple]] = {
     "T": {"embed": (192, 216, 240), "depth": (12, 13, 14), "heads": (3, 4), "mlp_ratio": (3.5, 4.0)},
@@ -66,12 +61,6 @@ class AutoFormerOptions:
             raise UserError(f"AutoFormer needs 0 <= drop_path < 1, got {self.drop_path}")
 
 
-def _product(*sources: WeightSource) -> WeightSource:
-    if all(isinstance(s, FixedChoice) for s in sources):
-        return FixedChoice(tuple(s.candidates[0] for s in sources))
-    return JointChoice(list(sources))
-
-
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(LN(x)), x + fc2(gelu(fc1(LN(x)))), with drop-path."""
 
@@ -84,13 +73,13 @@ class Block(nn.Module):
         hidden = [int(e * r) for e, r in mlp_pairs]
         self.norm1 = EntangledLayerNorm(embed, embeds, eps=1e-6)
         self.attention = EntangledSelfAttention(
-            _product(embed, heads),
+            joint(embed, heads),
             [e for e, _ in attention_pairs],
             [h for _, h in attention_pairs],
             options.head_dim,
             relative_position=options.relative_position or None,
         )
-        mlp = _product(embed, ratio)
+        mlp = joint(embed, ratio)
         self.norm2 = EntangledLayerNorm(embed, embeds, eps=1e-6)
         self.fc1 = EntangledLinear(mlp, [e for e, _ in mlp_pairs], hidden)
         self.fc2 = EntangledLinear(mlp, hidden, [e for e, _ in mlp_pairs])
@@ -153,17 +142,12 @@ class AutoFormerNetwork(nn.Module):
         return self.head(self.norm(x)[:, 1:].mean(dim=1))
 
 
-class AutoFormerSpace(SearchSpace):
+class AutoFormerSpace(TransformerSpace):
     """AutoFormer (ViT) space; ``variant`` picks the choice lists (T, S, or tiny for tests)."""
 
     Options = AutoFormerOptions
+    VARIANTS = VARIANTS
     default_dataset = "cifar10"
-    supports_ws = False
-
-    @property
-    def table(self) -> dict[str, tuple]:
-        """The choice lists of this space's variant."""
-        return VARIANTS[self.options.variant]
 
     def _image_size(self) -> int:
         _, height, width = self.data.input_shape
@@ -174,9 +158,7 @@ class AutoFormerSpace(SearchSpace):
             )
         return height
 
-    def _network(
-        self, embed: WeightSource, depth: WeightSource, layers: list[tuple[WeightSource, WeightSource]]
-    ):
+    def _network(self, embed: WeightSource, depth: WeightSource, layers: Layers) -> nn.Module:
         rates = torch.linspace(0, self.options.drop_path, len(layers)).tolist() if layers else []
         blocks = [
             Block(embed, heads, ratio, self.options, rate)
@@ -184,74 +166,6 @@ class AutoFormerSpace(SearchSpace):
         ]
         return AutoFormerNetwork(embed, depth, blocks, self.data.input_shape[0], self._image_size(),
                                  self.data.num_classes, self.options)  # fmt: skip
-
-    def build_supernet(self, entangle: bool = True) -> nn.Module:
-        if not entangle:
-            raise UserError(
-                f"{self.name} has weight entanglement only (no --ws); --opt spos trains single paths"
-            )
-        table = self.table
-        embed, depth = Choice("embed", table["embed"]), Choice("depth", table["depth"])
-        layers = [
-            (Choice(f"layer{i}.heads", table["heads"]), Choice(f"layer{i}.mlp_ratio", table["mlp_ratio"]))
-            for i in range(max(table["depth"]))
-        ]
-        network = self._network(embed, depth, layers)
-        choices = [embed, depth, *(c for pair in layers for c in pair)]
-        network.choices = nn.ModuleDict({c.name.replace(".", "_"): c for c in choices})
-        return network
-
-    def derive(self, choices: Mapping[str, Choice]) -> dict[str, Any]:
-        depth = int(choices["depth"].derive())
-        return {
-            "embed_dim": int(choices["embed"].derive()),
-            "depth": depth,
-            "num_heads": [int(choices[f"layer{i}.heads"].derive()) for i in range(depth)],
-            "mlp_ratio": [float(choices[f"layer{i}.mlp_ratio"].derive()) for i in range(depth)],
-        }
-
-    def validate(self, arch: Mapping[str, Any]) -> dict[str, Any]:
-        table = self.table
-        if not isinstance(arch, Mapping) or set(arch) != {"embed_dim", "depth", "num_heads", "mlp_ratio"}:
-            raise UserError(
-                f"an {self.name} architecture needs exactly embed_dim, depth, num_heads and mlp_ratio"
-            )
-        embed, depth, heads, ratios = arch["embed_dim"], arch["depth"], arch["num_heads"], arch["mlp_ratio"]
-        if embed not in table["embed"] or depth not in table["depth"]:
-            raise UserError(f"embed_dim must be one of {table['embed']} and depth one of {table['depth']}")
-        if (
-            not isinstance(heads, list)
-            or not isinstance(ratios, list)
-            or len(heads) != depth
-            or len(ratios) != depth
-        ):
-            raise UserError(f"num_heads and mlp_ratio must be lists of {depth} values (one per layer)")
-        if any(h not in table["heads"] for h in heads) or any(r not in table["mlp_ratio"] for r in ratios):
-            raise UserError(f"heads must be in {table['heads']} and mlp ratios in {table['mlp_ratio']}")
-        return {"embed_dim": int(embed), "depth": int(depth), "num_heads": [int(h) for h in heads],
-                "mlp_ratio": [float(r) for r in ratios]}  # fmt: skip
-
-    def build_network(self, arch: Mapping[str, Any]) -> nn.Module:
-        arch = self.validate(arch)
-        layers = [
-            (FixedChoice(h), FixedChoice(r))
-            for h, r in zip(arch["num_heads"], arch["mlp_ratio"], strict=True)
-        ]
-        return self._network(FixedChoice(arch["embed_dim"]), FixedChoice(arch["depth"]), layers)
-
-    def inherit_weights(self, supernet_state: Mapping[str, Any], network: nn.Module) -> None:
-        inherit_prefix_slices(supernet_state, network)
-
-    def largest_architecture(self) -> dict[str, Any]:
-        table = self.table
-        depth = max(table["depth"])
-        return {"embed_dim": max(table["embed"]), "depth": depth, "num_heads": [max(table["heads"])] * depth,
-                "mlp_ratio": [float(max(table["mlp_ratio"]))] * depth}  # fmt: skip
-
-    def describe(self, arch: Mapping[str, Any]) -> str:
-        arch = self.validate(arch)
-        return (f"embed {arch['embed_dim']}, depth {arch['depth']}, heads {arch['num_heads']}, "
-                f"mlp {arch['mlp_ratio']}")  # fmt: skip
 
 
 @register_space("autoformer")

@@ -12,9 +12,7 @@ network of an architecture uses the same layers at exactly one size (:class:`Fix
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,19 +20,16 @@ from torch import Tensor, nn
 
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.nas import (
-    Choice,
     EntangledEmbedding,
     EntangledLayerNorm,
     EntangledLinear,
-    FixedChoice,
-    JointChoice,
     WeightSource,
     mix_depths,
 )
 from tanglenas_cli.nas.superposition import SlicedDim, Superposition
 from tanglenas_cli.nas.transformer import EntangledWidthAttention
 from tanglenas_cli.spaces import register_space
-from tanglenas_cli.spaces.base import SearchSpace, inherit_prefix_slices
+from tanglenas_cli.spaces.transformer_space import Layers, TransformerSpace, joint
 
 VARIANTS: dict[str, dict[str, tuple]] = {
     "paper": {"embed": (384, 576, 768), "depth": (5, 6, 7), "heads": (6, 8, 12), "mlp_ratio": (2, 3, 4)},
@@ -61,12 +56,6 @@ class NanoGPTOptions:
             raise UserError(f"nanoGPT needs 0 <= dropout < 1, got {self.dropout}")
 
 
-def _joint(*sources: WeightSource) -> WeightSource:
-    if all(isinstance(s, FixedChoice) for s in sources):
-        return FixedChoice(tuple(s.candidates[0] for s in sources))
-    return JointChoice(list(sources))
-
-
 class GPTBlock(nn.Module):
     """x + attn(LN(x)), x + fc2(gelu(fc1(LN(x)))), with dropout on both branches."""
 
@@ -78,10 +67,10 @@ class GPTBlock(nn.Module):
         hidden = [int(e * r) for e, r in mlp]
         self.norm1 = EntangledLayerNorm(embed, widths, bias=False)
         self.attention = EntangledWidthAttention(
-            _joint(embed, heads), [e for e, _ in attention], [h for _, h in attention]
+            joint(embed, heads), [e for e, _ in attention], [h for _, h in attention]
         )
         self.norm2 = EntangledLayerNorm(embed, widths, bias=False)
-        source = _joint(embed, ratio)
+        source = joint(embed, ratio)
         self.fc1 = EntangledLinear(source, [e for e, _ in mlp], hidden, bias=False)
         self.fc2 = EntangledLinear(source, hidden, [e for e, _ in mlp], bias=False)
         self.dropout = nn.Dropout(dropout)
@@ -135,96 +124,18 @@ class GPTNetwork(nn.Module):
 
 
 @register_space("nanogpt")
-class NanoGPTSpace(SearchSpace):
+class NanoGPTSpace(TransformerSpace):
     """nanoGPT: depth, width, per-layer heads and MLP ratios of a GPT-2 style language model."""
 
     name = "nanogpt"
     Options = NanoGPTOptions
+    VARIANTS = VARIANTS
+    DEPTH_KEY = "num_layers"
+    RATIO_TYPE = int
     default_dataset = "tinystories"
-    supports_ws = False
     task = "language_model"
 
-    @property
-    def table(self) -> dict[str, tuple]:
-        """The choice lists of this space's variant."""
-        return VARIANTS[self.options.variant]
-
-    def _network(
-        self, embed: WeightSource, depth: WeightSource, layers: list[tuple[WeightSource, WeightSource]]
-    ):
+    def _network(self, embed: WeightSource, depth: WeightSource, layers: Layers) -> nn.Module:
         blocks = [GPTBlock(embed, heads, ratio, self.options.dropout) for heads, ratio in layers]
         vocab, block_size = self.data.num_classes, self.data.input_shape[0]
         return GPTNetwork(embed, depth, blocks, vocab, block_size, self.options.dropout)
-
-    def build_supernet(self, entangle: bool = True) -> nn.Module:
-        if not entangle:
-            raise UserError("nanogpt has weight entanglement only (no --ws); --opt spos trains single paths")
-        table = self.table
-        embed, depth = Choice("embed", table["embed"]), Choice("depth", table["depth"])
-        layers = [
-            (Choice(f"layer{i}.heads", table["heads"]), Choice(f"layer{i}.mlp_ratio", table["mlp_ratio"]))
-            for i in range(max(table["depth"]))
-        ]
-        network = self._network(embed, depth, layers)
-        choices = [embed, depth, *(c for pair in layers for c in pair)]
-        network.choices = nn.ModuleDict({c.name.replace(".", "_"): c for c in choices})
-        return network
-
-    def derive(self, choices: Mapping[str, Choice]) -> dict[str, Any]:
-        depth = int(choices["depth"].derive())
-        return {
-            "num_layers": depth,
-            "embed_dim": int(choices["embed"].derive()),
-            "num_heads": [int(choices[f"layer{i}.heads"].derive()) for i in range(depth)],
-            "mlp_ratio": [int(choices[f"layer{i}.mlp_ratio"].derive()) for i in range(depth)],
-        }
-
-    def validate(self, arch: Mapping[str, Any]) -> dict[str, Any]:
-        table = self.table
-        keys = {"num_layers", "embed_dim", "num_heads", "mlp_ratio"}
-        if not isinstance(arch, Mapping) or set(arch) != keys:
-            raise UserError(f"a nanogpt architecture needs exactly {', '.join(sorted(keys))}")
-        depth, embed, heads, ratios = (
-            arch["num_layers"],
-            arch["embed_dim"],
-            arch["num_heads"],
-            arch["mlp_ratio"],
-        )
-        if embed not in table["embed"] or depth not in table["depth"]:
-            raise UserError(
-                f"embed_dim must be one of {table['embed']} and num_layers one of {table['depth']}"
-            )
-        if (
-            not isinstance(heads, list)
-            or not isinstance(ratios, list)
-            or len(heads) != depth
-            or len(ratios) != depth
-        ):
-            raise UserError(f"num_heads and mlp_ratio must be lists of {depth} values (one per layer)")
-        if any(h not in table["heads"] for h in heads) or any(r not in table["mlp_ratio"] for r in ratios):
-            raise UserError(f"heads must be in {table['heads']} and mlp ratios in {table['mlp_ratio']}")
-        return {"num_layers": int(depth), "embed_dim": int(embed), "num_heads": [int(h) for h in heads],
-                "mlp_ratio": [int(r) for r in ratios]}  # fmt: skip
-
-    def build_network(self, arch: Mapping[str, Any]) -> nn.Module:
-        arch = self.validate(arch)
-        layers = [
-            (FixedChoice(h), FixedChoice(r))
-            for h, r in zip(arch["num_heads"], arch["mlp_ratio"], strict=True)
-        ]
-        return self._network(FixedChoice(arch["embed_dim"]), FixedChoice(arch["num_layers"]), layers)
-
-    def inherit_weights(self, supernet_state: Mapping[str, Any], network: nn.Module) -> None:
-        inherit_prefix_slices(supernet_state, network)
-
-    def largest_architecture(self) -> dict[str, Any]:
-        table = self.table
-        depth = max(table["depth"])
-        return {"num_layers": depth, "embed_dim": max(table["embed"]),
-                "num_heads": [max(table["heads"])] * depth,
-                "mlp_ratio": [max(table["mlp_ratio"])] * depth}  # fmt: skip
-
-    def describe(self, arch: Mapping[str, Any]) -> str:
-        arch = self.validate(arch)
-        return (f"{arch['num_layers']} layers, embed {arch['embed_dim']}, heads {arch['num_heads']}, "
-                f"mlp {arch['mlp_ratio']}")  # fmt: skip

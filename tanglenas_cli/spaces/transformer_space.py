@@ -1,0 +1,107 @@
+"""What the transformer spaces (AutoFormer, nanoGPT) share: choices of embedding width, depth and per-layer
+head count and MLP ratio; derivation, validation and discrete networks from the same layers at one size.
+
+A subclass sets ``VARIANTS`` (choice lists per ``options.variant``), the architecture's key for the depth
+(``DEPTH_KEY``), the type of MLP ratios (``RATIO_TYPE``) and builds its network in :meth:`_network`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from torch import nn
+
+from tanglenas_cli.errors import UserError
+from tanglenas_cli.nas import Choice, FixedChoice, JointChoice, WeightSource
+from tanglenas_cli.spaces.base import SearchSpace, inherit_prefix_slices
+
+Layers = list[tuple[WeightSource, WeightSource]]  # (heads, mlp ratio) per layer
+
+
+def joint(*sources: WeightSource) -> WeightSource:
+    """Return the joint source of ``sources`` (a FixedChoice of the tuple when all are fixed)."""
+    if all(isinstance(s, FixedChoice) for s in sources):
+        return FixedChoice(tuple(s.candidates[0] for s in sources))
+    return JointChoice(list(sources))
+
+
+class TransformerSpace(SearchSpace):
+    """Embedding width, depth, and per layer the head count and MLP ratio; weight entanglement only."""
+
+    VARIANTS: ClassVar[dict[str, dict[str, tuple]]] = {}
+    DEPTH_KEY: ClassVar[str] = "depth"
+    RATIO_TYPE: ClassVar[type] = float
+    supports_ws = False
+
+    @property
+    def table(self) -> dict[str, tuple]:
+        """The choice lists of this space's variant."""
+        return self.VARIANTS[self.options.variant]
+
+    def _network(self, embed: WeightSource, depth: WeightSource, layers: Layers) -> nn.Module:
+        raise NotImplementedError
+
+    def build_supernet(self, entangle: bool = True) -> nn.Module:
+        if not entangle:
+            raise UserError(
+                f"{self.name} has weight entanglement only (no --ws); --opt spos trains single paths"
+            )
+        table = self.table
+        embed, depth = Choice("embed", table["embed"]), Choice("depth", table["depth"])
+        layers: Layers = [
+            (Choice(f"layer{i}.heads", table["heads"]), Choice(f"layer{i}.mlp_ratio", table["mlp_ratio"]))
+            for i in range(max(table["depth"]))
+        ]
+        network = self._network(embed, depth, layers)
+        choices = [embed, depth, *(c for pair in layers for c in pair)]
+        network.choices = nn.ModuleDict({c.name.replace(".", "_"): c for c in choices})
+        return network
+
+    def _arch(self, embed: Any, depth: Any, heads: list, ratios: list) -> dict[str, Any]:
+        return {"embed_dim": int(embed), self.DEPTH_KEY: int(depth), "num_heads": [int(h) for h in heads],
+                "mlp_ratio": [self.RATIO_TYPE(r) for r in ratios]}  # fmt: skip
+
+    def derive(self, choices: Mapping[str, Choice]) -> dict[str, Any]:
+        depth = int(choices["depth"].derive())
+        heads = [choices[f"layer{i}.heads"].derive() for i in range(depth)]
+        ratios = [choices[f"layer{i}.mlp_ratio"].derive() for i in range(depth)]
+        return self._arch(choices["embed"].derive(), depth, heads, ratios)
+
+    def validate(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        table, depth_key = self.table, self.DEPTH_KEY
+        keys = {"embed_dim", depth_key, "num_heads", "mlp_ratio"}
+        if not isinstance(arch, Mapping) or set(arch) != keys:
+            raise UserError(f"a {self.name} architecture needs exactly {', '.join(sorted(keys))}")
+        embed, depth, heads, ratios = arch["embed_dim"], arch[depth_key], arch["num_heads"], arch["mlp_ratio"]
+        if embed not in table["embed"] or depth not in table["depth"]:
+            raise UserError(
+                f"embed_dim must be one of {table['embed']} and {depth_key} one of {table['depth']}"
+            )
+        if not (isinstance(heads, list) and isinstance(ratios, list) and len(heads) == len(ratios) == depth):
+            raise UserError(f"num_heads and mlp_ratio must be lists of {depth} values (one per layer)")
+        if any(h not in table["heads"] for h in heads) or any(r not in table["mlp_ratio"] for r in ratios):
+            raise UserError(f"heads must be in {table['heads']} and mlp ratios in {table['mlp_ratio']}")
+        return self._arch(embed, depth, heads, ratios)
+
+    def build_network(self, arch: Mapping[str, Any]) -> nn.Module:
+        arch = self.validate(arch)
+        layers: Layers = [
+            (FixedChoice(h), FixedChoice(r))
+            for h, r in zip(arch["num_heads"], arch["mlp_ratio"], strict=True)
+        ]
+        return self._network(FixedChoice(arch["embed_dim"]), FixedChoice(arch[self.DEPTH_KEY]), layers)
+
+    def inherit_weights(self, supernet_state: Mapping[str, Any], network: nn.Module) -> None:
+        inherit_prefix_slices(supernet_state, network)
+
+    def largest_architecture(self) -> dict[str, Any]:
+        table = self.table
+        depth = max(table["depth"])
+        heads, ratios = [max(table["heads"])] * depth, [max(table["mlp_ratio"])] * depth
+        return self._arch(max(table["embed"]), depth, heads, ratios)
+
+    def describe(self, arch: Mapping[str, Any]) -> str:
+        arch = self.validate(arch)
+        depth = f"{self.DEPTH_KEY} {arch[self.DEPTH_KEY]}"
+        return f"embed {arch['embed_dim']}, {depth}, heads {arch['num_heads']}, mlp {arch['mlp_ratio']}"
