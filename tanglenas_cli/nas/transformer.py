@@ -331,10 +331,26 @@ def mix_depths(outputs: Sequence[Tensor], mixing: Mixing, depths: Sequence[int])
     )
 
 
+def run_blocks(blocks: Sequence[nn.Module], x: Tensor, mixing: Mixing, depths: Sequence[int]) -> Tensor:
+    """Run ``blocks`` under a depth choice: only the chosen depth's blocks for a one-hot choice, else all
+    of them with the outputs after each candidate depth mixed (:func:`mix_depths`)."""
+    if mixing.index is not None:
+        for block in blocks[: depths[mixing.index]]:
+            x = block(x)
+        return x * mixing.weights[mixing.index]
+    outputs = []
+    for number, block in enumerate(blocks, start=1):
+        x = block(x)
+        if number in depths:
+            outputs.append(x)
+    return mix_depths(outputs, mixing, depths)
+
+
 __all__ = [
     "EntangledEmbedding",
     "EntangledLayerNorm",
     "EntangledSelfAttention",
     "RelativePosition2D",
     "mix_depths",
+    "run_blocks",
 ]

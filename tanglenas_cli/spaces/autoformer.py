@@ -28,9 +28,9 @@ from tanglenas_cli.nas import (
     EntangledLinear,
     EntangledSelfAttention,
     WeightSource,
-    mix_depths,
 )
 from tanglenas_cli.nas.superposition import SlicedDim, Superposition
+from tanglenas_cli.nas.transformer import run_blocks
 from tanglenas_cli.spaces import register_space
 from tanglenas_cli.spaces.transformer_space import Layers, TransformerSpace, joint
 
@@ -127,18 +127,7 @@ class AutoFormerNetwork(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self._tokens(x)
-        depth = self._sources[1].mixing()
-        if depth.index is not None:  # one depth: run only its blocks
-            for block in self.blocks[: self.depths[depth.index]]:
-                x = block(x)
-            x = x * depth.weights[depth.index]
-        else:
-            outputs = []
-            for number, block in enumerate(self.blocks, start=1):
-                x = block(x)
-                if number in self.depths:
-                    outputs.append(x)
-            x = mix_depths(outputs, depth, self.depths)
+        x = run_blocks(self.blocks, x, self._sources[1].mixing(), self.depths)
         return self.head(self.norm(x)[:, 1:].mean(dim=1))
 
 

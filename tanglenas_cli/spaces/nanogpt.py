@@ -24,10 +24,9 @@ from tanglenas_cli.nas import (
     EntangledLayerNorm,
     EntangledLinear,
     WeightSource,
-    mix_depths,
 )
 from tanglenas_cli.nas.superposition import SlicedDim, Superposition
-from tanglenas_cli.nas.transformer import EntangledWidthAttention
+from tanglenas_cli.nas.transformer import EntangledWidthAttention, run_blocks
 from tanglenas_cli.spaces import register_space
 from tanglenas_cli.spaces.transformer_space import Layers, TransformerSpace, joint
 
@@ -104,18 +103,7 @@ class GPTNetwork(nn.Module):
             raise ValueError(f"sequence of {idx.shape[1]} tokens exceeds the block size {self.block_size}")
         positions = torch.arange(idx.shape[1], device=idx.device)
         x = self.dropout(self.tokens(idx) + self.positions(positions))
-        depth = self._sources[1].mixing()
-        if depth.index is not None:
-            for block in self.blocks[: self.depths[depth.index]]:
-                x = block(x)
-            x = x * depth.weights[depth.index]
-        else:
-            outputs = []
-            for number, block in enumerate(self.blocks, start=1):
-                x = block(x)
-                if number in self.depths:
-                    outputs.append(x)
-            x = mix_depths(outputs, depth, self.depths)
+        x = run_blocks(self.blocks, x, self._sources[1].mixing(), self.depths)
         x = self.norm(x)
         embed = self._sources[0].mixing()
         if embed.index is not None:  # the head is the token table, tied
