@@ -12,7 +12,8 @@ import torch
 from typer.testing import CliRunner
 
 from tanglenas_cli.cli import app
-from tanglenas_cli.data.text import TokenBlocks, make_tokenizer
+from tanglenas_cli.data.text import make_tokenizer
+from tanglenas_cli.data.tokens import TokenBlocks
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "text" / "tinyshakespeare.txt"
 RANKS = Path(
@@ -42,7 +43,7 @@ def test_bytes_tokens_and_blocks(corpus: Path, tmp_path: Path):
     assert meta["train_tokens"] + meta["val_tokens"] == size + 1  # every byte plus one end of text
     train = np.fromfile(folder / "train.bin", dtype=np.uint16)
     assert bytes(train[:14].tolist()) == corpus.read_bytes()[:14]
-    blocks = TokenBlocks(folder / "train.bin", 32)
+    blocks = TokenBlocks(np.memmap(folder / "train.bin", dtype=np.uint16, mode="r"), 32)
     x, y = blocks[3]
     assert x.shape == (32,) and torch.equal(x[1:], y[:-1]) and len(blocks) == (len(train) - 1) // 32
     assert torch.equal(x, torch.from_numpy(train[96:128].astype(np.int64)))

@@ -13,8 +13,10 @@ AVAILABLE: tuple[str, ...] = (
     "cifar100",
     "imagenet16-120",
     "imagefolder",
+    "text",
+    "tinystories",
 )
-NOT_YET_AVAILABLE: tuple[str, ...] = ("imagenet", "tinystories", "text")
+NOT_YET_AVAILABLE: tuple[str, ...] = ("imagenet",)
 DATASET_NAMES: tuple[str, ...] = DATASETS
 
 

@@ -16,6 +16,7 @@ from tanglenas_cli.data.imagenet16 import build_imagenet16
 from tanglenas_cli.data.info import DatasetInfo
 from tanglenas_cli.data.names import check_available
 from tanglenas_cli.data.synthetic import build_synthetic
+from tanglenas_cli.data.tokens import TOKEN_DATASETS, build_token_datasets
 
 
 def build_datasets(
@@ -32,6 +33,8 @@ def build_datasets(
         return build_fashion_mnist(data_root, options)
     if name in ("cifar10", "cifar100"):
         return build_cifar(name, data_root, options, augment)
+    if name in TOKEN_DATASETS:  # token corpora: no augmentation
+        return build_token_datasets(name, data_root, options)
     if name == "imagenet16-120":
         return build_imagenet16(data_root, options, augment)
     return build_imagefolder(data_root, options, augment)

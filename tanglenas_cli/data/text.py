@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from tanglenas_cli.data.files import replace_dir, staging_dir
 from tanglenas_cli.data.paths import dataset_dir
@@ -85,6 +83,21 @@ def make_tokenizer(name: str, ranks_file: Path | None = None) -> Tokenizer:
     return Tokenizer("gpt2", encoder.n_vocab, GPT2_EOT, encoder)
 
 
+def write_token_files(target: Path, coder: Tokenizer, train: np.ndarray, val: np.ndarray, source: object,
+                      tokenizer_file: Path | None = None) -> None:  # fmt: skip
+    """Write ``train.bin`` / ``val.bin`` (uint16) and ``meta.json`` into ``target`` (atomically)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with staging_dir(target.parent) as staged:
+        np.asarray(train, dtype=np.uint16).tofile(staged / "train.bin")
+        np.asarray(val, dtype=np.uint16).tofile(staged / "val.bin")
+        meta = {"tokenizer": coder.name, "vocab_size": coder.vocab_size, "eot": coder.eot,
+                "tokenizer_file": str(Path(tokenizer_file).resolve()) if tokenizer_file else None,
+                "source": str(source), "train_tokens": len(train),
+                "val_tokens": len(val)}  # fmt: skip
+        (staged / "meta.json").write_text(json.dumps(meta, indent=2))
+        replace_dir(staged, target)
+
+
 def _documents(source: Path) -> list[Path]:
     if source.is_file():
         return [source]
@@ -117,33 +130,6 @@ def prepare_text(data_root: Path, source: Path | None, name: str | None = None, 
         raise UserError(f"{source} is too short to split into training and validation tokens")
     target = dataset_dir(data_root, "text") / name
     target.parent.mkdir(parents=True, exist_ok=True)
-    with staging_dir(target.parent) as staged:
-        tokens[:split].tofile(staged / "train.bin")
-        tokens[split:].tofile(staged / "val.bin")
-        meta = {"tokenizer": coder.name, "vocab_size": coder.vocab_size, "eot": coder.eot,
-                "source": str(source), "train_tokens": int(split),
-                "val_tokens": int(len(tokens) - split)}  # fmt: skip
-        (staged / "meta.json").write_text(json.dumps(meta, indent=2))
-        replace_dir(staged, target)
+    write_token_files(target, coder, tokens[:split], tokens[split:], source, tokenizer_file)
     counts = f"{split:,} train and {len(tokens) - split:,} validation tokens"
     return f"text/{name}: {counts} ({coder.name}) in {target}"
-
-
-class TokenBlocks(Dataset):
-    """Consecutive non-overlapping blocks of a token file: item i = (tokens[i*B : i*B+B], the next ones)."""
-
-    def __init__(self, path: Path, block_size: int) -> None:
-        self.tokens = np.memmap(path, dtype=np.uint16, mode="r")
-        self.block_size = block_size
-        if len(self.tokens) <= block_size:
-            raise UserError(
-                f"{path} holds {len(self.tokens)} tokens, fewer than one block of {block_size} + 1"
-            )
-
-    def __len__(self) -> int:
-        return (len(self.tokens) - 1) // self.block_size
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        start = index * self.block_size
-        chunk = torch.from_numpy(self.tokens[start : start + self.block_size + 1].astype(np.int64))
-        return chunk[:-1], chunk[1:]
