@@ -198,18 +198,23 @@ def prepare_data(
         typer.Option("--name", help="text: the corpus name under DATA_ROOT/text (default: file stem)."),
     ] = None,
     tokenizer: Annotated[
-        str, typer.Option("--tokenizer", help="text: gpt2 (tiktoken BPE) or bytes.")
+        str, typer.Option("--tokenizer", help="text/tinystories: gpt2 (tiktoken BPE) or bytes.")
     ] = "gpt2",
     tokenizer_file: Annotated[
         Path | None,
         typer.Option(
             "--tokenizer-file",
             metavar="FILE",
-            help="text: GPT-2 ranks file (gpt2.tiktoken), for offline use.",
+            help="text/tinystories: GPT-2 ranks file (gpt2.tiktoken), for offline use.",
         ),
     ] = None,
     val_portion: Annotated[
-        float, typer.Option("--val-portion", help="text: share of tokens kept for validation.")
+        float,
+        typer.Option(
+            "--val-portion",
+            help="text/tinystories: share of tokens (tinystories: of stories, when the source has no"
+            " validation part) kept for validation.",
+        ),
     ] = 0.1,
 ) -> None:
     """Download (or unpack from --from) a dataset into the data root, so later runs work offline."""
@@ -218,7 +223,7 @@ def prepare_data(
         raise UserError(f"--from path not found: {source}")
     run_prepare = _engine_function("prepare-data", "tanglenas_cli.engine.prepare", "run_prepare")
     root = data_root or default_data_root()
-    if dataset == "text":
+    if dataset in ("text", "tinystories"):
         text = {
             "name": name,
             "tokenizer": tokenizer,
