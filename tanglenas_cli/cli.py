@@ -489,6 +489,62 @@ def evaluate(
     print_result(run_eval(checkpoint, split=split, data_root=data_root, batch_size=batch_size), as_json)
 
 
+@app.command("sample")
+def sample(
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            metavar="CHECKPOINT",
+            help="Language-model checkpoint written by `tanglenas train` (or its directory).",
+        ),
+    ],
+    prompt: Annotated[
+        str, typer.Option("--prompt", metavar="TEXT", help="Text to continue (empty: start a new document).")
+    ] = "",
+    tokens: Annotated[
+        int, typer.Option("--tokens", metavar="N", help="Most tokens to generate (fewer at end of text).")
+    ] = 200,
+    temperature: Annotated[
+        float,
+        typer.Option(
+            "--temperature", metavar="T", help="Divide the logits by T; 0 picks the likeliest token."
+        ),
+    ] = 0.8,
+    top_k: Annotated[
+        int, typer.Option("--top-k", metavar="K", help="Sample among the K likeliest tokens (0: all).")
+    ] = 200,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the sampler.")] = 0,
+    tokenizer_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--tokenizer-file",
+            metavar="FILE",
+            help="GPT-2 ranks file (default: the one the corpus was prepared with, else tiktoken's cache).",
+        ),
+    ] = None,
+    data_root: DataRootOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the prompt, text and settings as JSON.")
+    ] = False,
+) -> None:
+    """Generate text with a trained language model (nanoGPT), continuing --prompt."""
+    _require_path(checkpoint, "checkpoint")
+    if tokenizer_file is not None:
+        _require_file(tokenizer_file, "tokenizer file")
+    if data_root is not None:
+        _require_dir(data_root, "data root")
+    engine = "tanglenas_cli.engine.sample"
+    _engine_function("sample", engine, "check_sampling")(tokens, temperature, top_k)
+    result = _engine_function("sample", engine, "run_sample")(
+        checkpoint, prompt, max_new_tokens=tokens, temperature=temperature, top_k=top_k, seed=seed,
+        tokenizer_file=tokenizer_file, data_root=data_root,
+    )  # fmt: skip
+    if as_json:
+        print_result(result, as_json=True)
+    else:
+        typer.echo(_engine_function("sample", engine, "printable")(result["text"]))
+
+
 @app.command("bench-query")
 def bench_query(
     target: Annotated[
