@@ -387,13 +387,14 @@ def derive(
 @app.command()
 def train(
     target: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
-            metavar="ARCH_YAML_OR_RUN_DIR",
+            metavar="[ARCH_YAML_OR_RUN_DIR]",
             help=f"An architecture file, a run directory holding {ARCH_FILE} (from `tanglenas derive`),"
             " or SPACE:NAME, an architecture shipped with a space (e.g. darts:arch_drnas_we2_0_5).",
+            show_default=False,
         ),
-    ],
+    ] = None,
     space: SpaceOption = None,
     dataset: DatasetOption = None,
     preset: PresetOption = None,
@@ -420,6 +421,21 @@ def train(
             help="Start from the weights of this search run's supernet (fine-tune) instead of from scratch.",
         ),
     ] = None,
+    from_run: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-run",
+            metavar="RUN_DIR",
+            help="Train the architecture a search run had after --epoch (default: its last), from its"
+            " trajectory, instead of an architecture file.",
+        ),
+    ] = None,
+    epoch: Annotated[
+        int | None,
+        typer.Option(
+            "--epoch", metavar="N", help="With --from-run: the epoch (from 1) whose architecture to train."
+        ),
+    ] = None,
 ) -> None:
     """Train a derived architecture from scratch and write its checkpoint.
 
@@ -427,13 +443,24 @@ def train(
 
     Everything else resolves as defaults < --preset < flags < --set KEY=VALUE.
     """
+    if (target is None) == (from_run is None):
+        raise UserError("give an architecture (ARCH_YAML_OR_RUN_DIR) or --from-run RUN_DIR, not both")
+    if epoch is not None and from_run is None:
+        raise UserError("--epoch picks an epoch of --from-run RUN_DIR; give --from-run too")
+    if epoch is not None and epoch <= 0:
+        raise UserError(f"invalid value for --epoch: {epoch} (epochs count from 1)")
     named = None
-    if not target.exists():  # SPACE:NAME is an architecture shipped with a space (darts:arch_rs_spos)
+    if target is not None and not target.exists():  # SPACE:NAME: an architecture shipped with a space
         named = _engine_function("train", "tanglenas_cli.engine.named", "parse_named_target")(str(target))
     base = None
     if named is not None:
         base = {"space": check_name("space", named[0], SPACES)}
+    elif from_run is not None:
+        _require_dir(from_run, "search run")
+        searched = load_config(from_run).model_dump(mode="json")
+        base = {key: searched[key] for key in INHERITED_BY_TRAIN}
     else:
+        assert target is not None
         arch_file = target / ARCH_FILE if target.is_dir() else target
         _require_file(arch_file, "architecture file")
         search_config = arch_file.parent / CONFIG_FILE
@@ -456,6 +483,10 @@ def train(
     if named is not None:
         arch_file = _engine_function("train", "tanglenas_cli.engine.named", "write_named_arch")(*named, cfg)
         cfg = cfg.model_copy(update={"out_dir": arch_file.parent})
+    if from_run is not None:
+        write_arch = _engine_function("train", "tanglenas_cli.engine.derive", "write_trajectory_arch")
+        arch_file = write_arch(from_run, epoch, cfg)
+        cfg = cfg.model_copy(update={"out_dir": arch_file.parent})
     if inherit is not None:
         _require_file(inherit / "checkpoint.pt", "search checkpoint to inherit")
     run_train = _engine_function("train", "tanglenas_cli.engine.train", "run_train")
@@ -465,7 +496,8 @@ def train(
 @app.command("eval")
 def evaluate(
     checkpoint: Annotated[
-        Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint written by `tanglenas train`.")
+        Path,
+        typer.Argument(metavar="CHECKPOINT", help="model.pt written by `tanglenas train`, or its directory."),
     ],
     split: Annotated[
         str,
@@ -480,8 +512,8 @@ def evaluate(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
-    """Evaluate a trained checkpoint (accuracy or loss) on the test or validation split."""
-    _require_file(checkpoint, "checkpoint")
+    """Evaluate a trained checkpoint (accuracy, or loss and perplexity) on the test or validation split."""
+    _require_file(checkpoint / "model.pt" if checkpoint.is_dir() else checkpoint, "checkpoint")
     check_name("split", split, EVAL_SPLITS)
     if batch_size is not None and batch_size <= 0:
         raise UserError(f"invalid value for --batch-size: {batch_size} (expected a number > 0)")

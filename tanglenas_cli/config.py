@@ -33,7 +33,7 @@ class _Section(BaseModel):
 
 
 class WeightOptimizerConfig(_Section):
-    """Optimizer of the network weights and its learning-rate schedule (stepped once per epoch)."""
+    """Optimizer of the network weights and its learning-rate schedule (per epoch, or per step)."""
 
     name: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: PositiveFloat = 0.025
@@ -43,7 +43,10 @@ class WeightOptimizerConfig(_Section):
     weight_decay: NonNegativeFloat = 3e-4
     betas: tuple[Beta, Beta] = (0.9, 0.999)
     schedule: Literal["cosine", "constant"] = "cosine"
+    # "step": the learning rate changes every optimizer step (warm-up counted in steps), as nanoGPT's
+    schedule_unit: Literal["epoch", "step"] = "epoch"
     warmup_epochs: NonNegativeInt = 0
+    warmup_steps: NonNegativeInt = 0
     # no weight decay on 1-d parameters (biases, norms, tokens), as in ViT / AutoFormer training
     no_decay_1d: StrictBool = False
 
@@ -62,6 +65,8 @@ class ArchOptimizerConfig(_Section):
     lr: PositiveFloat = 3e-4
     betas: tuple[Beta, Beta] = (0.5, 0.999)
     weight_decay: NonNegativeFloat = 1e-3
+    # clip the norm of the logits' gradient before each arch step (nanoGPT: 5.0); None: no clipping
+    grad_clip: PositiveFloat | None = None
 
 
 class SamplerConfig(_Section):
@@ -109,9 +114,18 @@ class RunConfig(_Section):
     entangle: StrictBool = True
     out_dir: Path | None = None
     num_workers: NonNegativeInt = 0
-    # Search on a fixed random subset of this many training images (quick runs); None = all of them.
+    # Search on a fixed random subset of this many training images (token corpora: the first this many
+    # blocks) for quick runs; None = all of them.
     train_subset: PositiveInt | None = None
     grad_clip: PositiveFloat | None = 5.0
+    # Micro-batches of `batch_size` whose gradients make one step (of the weights, and of the logits).
+    grad_accum: PositiveInt = 1
+    # Optimizer steps per epoch; None: one pass over the data (token corpora: over their tokens).
+    steps_per_epoch: PositiveInt | None = None
+    # Batches per validation pass at the end of an epoch; None: the whole split.
+    eval_batches: PositiveInt | None = None
+    # `train`: hold out this share of the training data to report a validation loss; 0: none.
+    val_portion: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.0
     # Speed: store weights and activations channels-last; compile the model's forward (torch.compile).
     channels_last: StrictBool = False
     compile: StrictBool = False
@@ -145,10 +159,20 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> "RunConfig":
-        if self.weight_optimizer.warmup_epochs > self.epochs:
+        spec = self.weight_optimizer
+        if spec.warmup_epochs > self.epochs:
             raise invalid_error(
-                f"weight_optimizer.warmup_epochs ({self.weight_optimizer.warmup_epochs})"
-                f" must not exceed epochs ({self.epochs})"
+                f"weight_optimizer.warmup_epochs ({spec.warmup_epochs}) must not exceed epochs"
+                f" ({self.epochs})"
+            )
+        if spec.schedule_unit == "epoch" and spec.warmup_steps:
+            raise invalid_error(
+                "weight_optimizer.warmup_steps needs weight_optimizer.schedule_unit=step"
+                " (or use warmup_epochs)"
+            )
+        if spec.schedule_unit == "step" and spec.warmup_epochs:
+            raise invalid_error(
+                "with weight_optimizer.schedule_unit=step, give warmup_steps, not warmup_epochs"
             )
         return self
 

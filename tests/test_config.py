@@ -110,6 +110,8 @@ def test_presets_folder_has_the_paper_presets() -> None:
     expected |= {f"autoformer-{data}-{opt}" for data in ("cifar10", "cifar100") for opt in ("drnas", "spos")}
     expected |= {"autoformer-imagenet-drnas", "autoformer-s-imagenet-drnas", "autoformer-tiny-drnas"}
     expected.add("autoformer-cifar10-train")
+    expected |= {f"nanogpt-tinystories-{opt}" for opt in ("darts_v1", "drnas", "gdas", "spos", "train")}
+    expected |= {"nanogpt-tiny-drnas", "nanogpt-tiny-train"}
     assert set(PRESET_NAMES) == expected
 
 

@@ -73,8 +73,9 @@ class TokenWindows(_Tokens):
     def split(self, portion: float) -> tuple[TokenWindows, TokenWindows]:
         """Return (first ``portion`` of the tokens, the rest) as two contiguous ranges."""
         cut = int(len(self.tokens) * portion)
-        return (TokenWindows(self.tokens[:cut], self.block_size, "first part of the split"),
-                TokenWindows(self.tokens[cut:], self.block_size, "second part of the split"))  # fmt: skip
+        first = TokenWindows(self.tokens[:cut], self.block_size, f"first {portion:g} of the training tokens")
+        rest = TokenWindows(self.tokens[cut:], self.block_size, f"last {1 - portion:g} of the train tokens")
+        return first, rest
 
     def head(self, tokens: int) -> TokenWindows:
         """Return the first ``tokens`` tokens of the range."""

@@ -13,7 +13,7 @@ from tanglenas_cli.config import RunConfig, load_config
 from tanglenas_cli.engine import run_dir as files
 from tanglenas_cli.engine.checkpoint import load_checkpoint
 from tanglenas_cli.engine.factory import load_search_data
-from tanglenas_cli.engine.loaders import epoch_loader
+from tanglenas_cli.engine.loaders import batch_stream, epoch_loader
 from tanglenas_cli.engine.posthoc import EvolutionSettings, SupernetScorer, evolution, random_search
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.spaces import SPACE_REGISTRY
@@ -56,6 +56,30 @@ def derive_from_trajectory(run_dir: Path, epoch: int) -> dict[str, Any]:
     raise UserError(f"{run_dir / files.TRAJECTORY} has no epoch {epoch} (it has 1..{len(records)})")
 
 
+def write_trajectory_arch(run_dir: Path, epoch: int | None, cfg: RunConfig) -> Path:
+    """Write the architecture of ``run_dir`` after ``epoch`` (default: its last) as the arch.yaml of a
+    training folder (``--out``, else RUN/train-epochN-DATASET-sSEED); return that file."""
+    records = files.read_jsonl(run_dir / files.TRAJECTORY)
+    if not records:
+        raise UserError(
+            f"{run_dir} has no trajectory yet ({files.TRAJECTORY}); let the search finish an epoch"
+        )
+    epoch = epoch if epoch is not None else int(records[-1]["epoch"]) + 1
+    searched = load_config(run_dir)
+    space = SPACE_REGISTRY[cfg.space](NO_DATA, {**searched.space_options, **cfg.space_options})
+    arch = space.validate(derive_from_trajectory(run_dir, epoch))
+    default = run_dir / f"train-epoch{epoch}-{cfg.dataset}-s{cfg.seed}"
+    out = cfg.out_dir.expanduser() if cfg.out_dir is not None else default
+    if (out / files.MODEL).exists():
+        raise UserError(f"{out} already holds a trained model; pass another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    files.write_arch(out / files.ARCH, cfg.space, arch, space.benchmark_key(arch), dataset=searched.dataset,
+                     space_options=dict(searched.space_options),
+                     derived_by=f"argmax of the architecture logits after epoch {epoch} of {run_dir}",
+                     **space.arch_fields(arch))  # fmt: skip
+    return out / files.ARCH
+
+
 def search_trained_supernet(run_dir: Path, strategy: str, samples: int = 100, batches: int = 4,
                             min_params: int | None = None, max_params: int | None = None,
                             settings: EvolutionSettings | None = None,
@@ -70,7 +94,8 @@ def search_trained_supernet(run_dir: Path, strategy: str, samples: int = 100, ba
     model.to(device)
     data = load_search_data(cfg)
     valid = list(itertools.islice(epoch_loader(data.valid_split, cfg.batch_size, seed=1), batches))
-    train = list(itertools.islice(epoch_loader(data.weight_split, cfg.batch_size, seed=2), 2))
+    stream = batch_stream(data.weight_split, cfg.batch_size, seed=2)
+    train = [next(stream) for _ in range(2)]
     choices = choices_by_name(model)
     scorer = SupernetScorer(model, space, choices, valid, train, device, min_params, max_params)
     sizes = [len(c) for c in choices.values()]
@@ -79,8 +104,10 @@ def search_trained_supernet(run_dir: Path, strategy: str, samples: int = 100, ba
         genome = random_search(scorer, sizes, samples, rng)
     else:
         genome = evolution(scorer, sizes, settings or EvolutionSettings(), rng)
+    score = scorer(genome)
+    shown = f"loss {-score:.4f}" if space.task == "language_model" else f"top-1 {score:.2f}%"
     method = (f"{strategy} over the trained supernet ({len(scorer.scores)} architectures scored; "
-              f"supernet top-1 {scorer(genome):.2f}% on {len(valid)} arch-split batches)")  # fmt: skip
+              f"supernet {shown} on {len(valid)} arch-split batches)")  # fmt: skip
     return space, scorer.architecture(genome), method
 
 

@@ -1,4 +1,4 @@
-"""``tanglenas eval``: top-1/top-5 and loss of a trained checkpoint on the test (or valid) split."""
+"""``tanglenas eval``: top-1/top-5 and loss (language models: loss and perplexity) of a trained checkpoint."""
 
 from __future__ import annotations
 
@@ -6,14 +6,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import Dataset
 
-from tanglenas_cli.config import resolve_data_root, validate_config
+from tanglenas_cli.config import RunConfig, resolve_data_root, validate_config
 from tanglenas_cli.data import build_datasets, search_splits
+from tanglenas_cli.data.tokens import TokenWindows
 from tanglenas_cli.engine import run_dir as files
 from tanglenas_cli.engine.checkpoint import load_checkpoint
 from tanglenas_cli.engine.derive import space_from_state
 from tanglenas_cli.engine.evaluation import count_parameters, evaluate
 from tanglenas_cli.engine.loaders import epoch_loader
+from tanglenas_cli.engine.train import holdout_split
 from tanglenas_cli.errors import UserError
 
 
@@ -34,21 +37,44 @@ def run_eval(
         raise UserError(f"{path} does not match its architecture: {str(error).splitlines()[0]}") from None
     root = resolve_data_root(cfg)
     train_set, test_set, _ = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=False)
-    dataset = test_set if split == "test" else search_splits(train_set, cfg.train_portion)[1]
+    dataset = test_set if split == "test" else validation_split(cfg, train_set, root)
     if len(dataset) == 0:
         raise UserError(f"the {split} split of {cfg.dataset} is empty")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     loader = epoch_loader(dataset, batch_size or cfg.batch_size, seed=0, shuffle=False)
     metrics = evaluate(model.to(device), loader, device)
-    return {
+    result: dict[str, Any] = {
         "checkpoint": str(path),
         "space": state["space"],
         "architecture": space.describe(state["architecture"]),
         "dataset": cfg.dataset,
         "split": split,
         "samples": len(dataset),
-        "top1": round(metrics["top1"], 3),
-        "top5": round(metrics["top5"], 3),
-        "loss": round(metrics["loss"], 5),
-        "params": count_parameters(model),
     }
+    if "perplexity" in metrics:  # a language model: per-token loss, perplexity and next-token accuracy
+        result.update({
+            "tokens": len(dataset) * int(state["data_shape"]["input_shape"][0]),
+            "loss": round(metrics["loss"], 5),
+            "perplexity": round(metrics["perplexity"], 3),
+            "token_top1": round(metrics["top1"], 3),
+            "token_top5": round(metrics["top5"], 3),
+        })  # fmt: skip
+    else:
+        result.update({
+            "top1": round(metrics["top1"], 3),
+            "top5": round(metrics["top5"], 3),
+            "loss": round(metrics["loss"], 5),
+        })  # fmt: skip
+    result["params"] = count_parameters(model)
+    return result
+
+
+def validation_split(cfg: RunConfig, train_set: Dataset, root: Path) -> Dataset:
+    """Return the validation split of a trained run: its ``val_portion`` hold-out, else the search's
+    arch split (the last ``1 - train_portion`` of the training data), without augmentation."""
+    if cfg.val_portion > 0:
+        held = holdout_split(cfg, train_set, root)[1]
+        assert held is not None
+        return held
+    rest = search_splits(train_set, cfg.train_portion)[1]
+    return rest.blocks() if isinstance(rest, TokenWindows) else rest

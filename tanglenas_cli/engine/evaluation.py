@@ -1,13 +1,24 @@
-"""Evaluation of a network on a data loader: loss and top-k accuracy."""
+"""Evaluation of a network on a data loader: loss and top-k accuracy (per token for language models)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def flatten_tokens(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """Return language-model logits ``(B, T, V)`` and targets ``(B, T)`` as ``(B*T, V)`` and ``(B*T,)``.
+
+    Classification logits ``(B, C)`` and targets ``(B,)`` are returned unchanged.
+    """
+    if logits.dim() == 3:
+        return logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
+    return logits, targets
 
 
 def correct_top_k(logits: Tensor, targets: Tensor, k: int = 1) -> int:
@@ -28,11 +39,13 @@ def evaluate(
 ) -> dict[str, float]:
     """Return mean loss, top-1 and top-5 accuracy (%) of ``model`` over ``batches`` (eval mode).
 
+    For language models the means are over tokens and ``perplexity`` = exp(loss) is added.
     ``reduce`` (e.g. a sum over data-parallel processes) is applied to the totals before averaging.
     """
     was_training = model.training
     model.eval()
     loss_sum, top1, top5, count = 0.0, 0, 0, 0
+    tokens = False
     for number, (inputs, targets) in enumerate(batches):
         if max_batches is not None and number >= max_batches:
             break
@@ -40,6 +53,8 @@ def evaluate(
         if before_forward is not None:
             before_forward()
         logits = model(inputs).float()
+        tokens = tokens or logits.dim() == 3
+        logits, targets = flatten_tokens(logits, targets)
         loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
         top1 += correct_top_k(logits, targets, 1)
         top5 += correct_top_k(logits, targets, 5)
@@ -50,7 +65,15 @@ def evaluate(
         loss_sum, top1, top5, count = (float(v) for v in totals.tolist())
     if count == 0:
         return {"loss": float("nan"), "top1": float("nan"), "top5": float("nan")}
-    return {"loss": loss_sum / count, "top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count}
+    metrics = {"loss": loss_sum / count, "top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count}
+    if tokens:
+        metrics["perplexity"] = math.exp(min(metrics["loss"], 700.0))
+    return metrics
+
+
+def fitness(metrics: dict[str, float]) -> float:
+    """Return the score to maximise: top-1 accuracy, or minus the loss for language models."""
+    return -metrics["loss"] if "perplexity" in metrics else metrics["top1"]
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -12,6 +12,8 @@ from torch.utils.data import Dataset, Subset
 
 from tanglenas_cli.config import RunConfig, resolve_data_root
 from tanglenas_cli.data import DatasetInfo, build_datasets, search_splits
+from tanglenas_cli.data.tokens import TokenWindows
+from tanglenas_cli.engine.evaluation import flatten_tokens
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.nas import Sampler, SubsetSPOSSampler, make_sampler
 from tanglenas_cli.spaces import SPACE_REGISTRY
@@ -33,6 +35,11 @@ def load_search_data(cfg: RunConfig) -> SearchData:
     root = resolve_data_root(cfg)
     train_set, _, info = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=True)
     plain_train, _, _ = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=False)
+    if isinstance(train_set, TokenWindows):  # contiguous token ranges; validation on whole blocks
+        if cfg.train_subset is not None:
+            train_set = train_set.head(cfg.train_subset * train_set.block_size)
+        weight_tokens, arch_tokens = search_splits(train_set, cfg.train_portion)
+        return SearchData(weight_tokens, arch_tokens, arch_tokens.blocks(), info)  # type: ignore[attr-defined]
     if cfg.train_subset is not None and cfg.train_subset < len(train_set):
         order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))
         chosen = order[: cfg.train_subset].tolist()
@@ -103,10 +110,12 @@ class WeightLoss:
     inputs, so accuracy against ``targets`` is only indicative while mixing is on.
     """
 
-    def __init__(self, cfg: RunConfig, num_classes: int) -> None:
+    def __init__(self, cfg: RunConfig, num_classes: int, sequence: bool = False) -> None:
         spec = cfg.mixup
         self.smoothing = spec.label_smoothing
         self.mixup = None
+        if sequence and (spec.mixup_alpha > 0 or spec.cutmix_alpha > 0):
+            raise UserError("mixup / cutmix mix images; they do not apply to token sequences (set them to 0)")
         if spec.mixup_alpha > 0 or spec.cutmix_alpha > 0:
             from timm.data import Mixup
 
@@ -120,32 +129,58 @@ class WeightLoss:
         return self.mixup(inputs, targets)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, soft: torch.Tensor | None) -> torch.Tensor:
-        """Return the loss of ``logits`` against soft targets if mixed, else (smoothed) hard targets."""
+        """Return the loss of ``logits`` against soft targets if mixed, else (smoothed) hard targets.
+
+        Language-model logits ``(B, T, V)`` are scored per token.
+        """
+        logits, targets = flatten_tokens(logits, targets)
         if soft is not None:
             return torch.sum(-soft * torch.log_softmax(logits, dim=-1), dim=-1).mean()
         return torch.nn.functional.cross_entropy(logits, targets, label_smoothing=self.smoothing)
 
 
-class EpochSchedule:
-    """Learning rate per epoch: cosine from lr to lr_min over the run (timm), or constant."""
+class LearningRateSchedule:
+    """The weights' learning rate: cosine from lr to lr_min (timm) after a linear warm-up, or constant.
 
-    def __init__(self, cfg: RunConfig, optimizer: torch.optim.Optimizer) -> None:
+    With ``schedule_unit=epoch`` it changes once per epoch (:meth:`set_epoch`); with ``step`` at every
+    optimizer step (:meth:`set_step`), over ``epochs * steps_per_epoch`` steps. The cosine reaches
+    lr_min at the end of the run, warm-up included.
+    """
+
+    def __init__(self, cfg: RunConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int = 1) -> None:
         spec = cfg.weight_optimizer
         self.optimizer = optimizer
+        self.per_step = spec.schedule_unit == "step"
+        self.steps_per_epoch = steps_per_epoch
+        total = cfg.epochs * steps_per_epoch if self.per_step else cfg.epochs
+        warmup = spec.warmup_steps if self.per_step else spec.warmup_epochs
+        if self.per_step and warmup >= total > 1:
+            raise UserError(f"weight_optimizer.warmup_steps ({warmup}) must be below the run's {total} steps")
         self.scheduler = None
-        if spec.schedule == "cosine" and cfg.epochs > 1:
+        if spec.schedule == "cosine" and total > 1:
             self.scheduler = CosineLRScheduler(
                 optimizer,
-                t_initial=cfg.epochs,
+                t_initial=max(total - warmup, 1),
                 lr_min=spec.lr_min,
-                warmup_t=spec.warmup_epochs,
-                warmup_lr_init=spec.lr_min,
-                warmup_prefix=spec.warmup_epochs > 0,
-                t_in_epochs=True,
+                warmup_t=warmup,
+                warmup_lr_init=spec.lr_min if not self.per_step else 0.0,
+                warmup_prefix=warmup > 0,
+                t_in_epochs=not self.per_step,
             )
 
+    def _lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
     def set_epoch(self, epoch: int) -> float:
-        """Set and return the learning rate of ``epoch`` (counted from 0)."""
+        """Set the learning rate at the start of ``epoch`` (counted from 0) and return it."""
+        if self.per_step:
+            return self.set_step(epoch, 0)
         if self.scheduler is not None:
             self.scheduler.step(epoch)
-        return float(self.optimizer.param_groups[0]["lr"])
+        return self._lr()
+
+    def set_step(self, epoch: int, step: int) -> float:
+        """Per-step schedules: set the learning rate of ``step`` of ``epoch``; return the current rate."""
+        if self.per_step and self.scheduler is not None:
+            self.scheduler.step_update(epoch * self.steps_per_epoch + step)
+        return self._lr()

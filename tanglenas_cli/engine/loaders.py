@@ -12,6 +12,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from tanglenas_cli.data.tokens import TokenWindows
+from tanglenas_cli.nas.architect import MicroBatches
+
 
 class SeededPermutation(Sampler[int]):
     """A random permutation drawn from ``seed``, optionally starting ``start`` positions in."""
@@ -139,3 +142,95 @@ class CyclingLoader:
         """Continue from a position returned by :meth:`state_dict`."""
         self.cycle, self.consumed = int(state["cycle"]), int(state["consumed"])
         self._iterator = None
+
+
+class WindowStream:
+    """An endless, resumable stream of batches of random token windows (sampled with replacement).
+
+    Batch ``n`` is drawn from a generator seeded by ``(seed, n)``: the stream needs no permutation of
+    the (possibly billions of) start offsets, and resuming only needs ``n``. Every process draws the same
+    global batch of ``batch_size * world`` offsets and takes every ``world``-th one from ``rank``.
+    """
+
+    def __init__(
+        self, dataset: TokenWindows, batch_size: int, seed: int, rank: int = 0, world: int = 1
+    ) -> None:
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.rank, self.world = rank, world
+        self.consumed = 0
+
+    def __next__(self) -> list[torch.Tensor]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.consumed)
+        starts = torch.randint(len(self.dataset), (self.batch_size * self.world,), generator=generator)
+        self.consumed += 1
+        items = [self.dataset[int(i)] for i in starts[self.rank :: self.world]]
+        return [torch.stack(column) for column in zip(*items, strict=True)]
+
+    def __iter__(self) -> WindowStream:
+        return self
+
+    def state_dict(self) -> dict[str, int]:
+        """Return the position in the stream."""
+        return {"consumed": self.consumed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from a position returned by :meth:`state_dict`."""
+        self.consumed = int(state["consumed"])
+
+
+def batch_stream(
+    dataset: Dataset, batch_size: int, seed: int, num_workers: int = 0, rank: int = 0, world: int = 1
+) -> CyclingLoader | WindowStream:
+    """Return an endless stream over ``dataset``: random windows of a token corpus, else seeded passes."""
+    if isinstance(dataset, TokenWindows):
+        return WindowStream(dataset, batch_size, seed, rank, world)
+    return CyclingLoader(dataset, batch_size, seed, num_workers, rank, world)
+
+
+class WeightBatches:
+    """The weight steps of each epoch, each a list of ``grad_accum`` micro-batches.
+
+    An epoch is one seeded pass over the data, or, with ``steps_per_epoch`` (always for token corpora),
+    that many steps taken from an endless stream whose position is part of the checkpoint.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, *, grad_accum: int = 1,
+                 steps_per_epoch: int | None = None, num_workers: int = 0, rank: int = 0,
+                 world: int = 1) -> None:  # fmt: skip
+        self.dataset, self.batch_size, self.seed, self.accum = dataset, batch_size, seed, grad_accum
+        self.num_workers, self.rank, self.world = num_workers, rank, world
+        self.stream: CyclingLoader | WindowStream | None = None
+        if steps_per_epoch is not None or isinstance(dataset, TokenWindows):
+            # its own seed: the arch split's stream is seeded by the run's seed too
+            self.stream = batch_stream(dataset, batch_size, seed + 7_919, num_workers, rank, world)
+            tokens_pass = getattr(dataset, "blocks_per_pass", 0) // (batch_size * world * grad_accum)
+            self.steps = steps_per_epoch or max(1, tokens_pass)
+        else:
+            batches = len(ShardedBatches(range(len(dataset)), batch_size, rank, world))  # type: ignore[arg-type]
+            self.steps = -(-batches // grad_accum)
+
+    def epoch(self, epoch: int) -> Iterator[MicroBatches]:
+        """Yield the steps of ``epoch`` (counted from 0)."""
+        if self.stream is not None:
+            for _ in range(self.steps):
+                yield MicroBatches(next(self.stream) for _ in range(self.accum))
+            return
+        loader = epoch_loader(self.dataset, self.batch_size, seed=self.seed * 1_000 + epoch,
+                              num_workers=self.num_workers, rank=self.rank, world=self.world)  # fmt: skip
+        group = MicroBatches()
+        for batch in loader:
+            group.append(batch)
+            if len(group) == self.accum:
+                yield group
+                group = MicroBatches()
+        if group:
+            yield group
+
+    def state_dict(self) -> dict[str, int] | None:
+        """Return the stream position (None when epochs are seeded passes)."""
+        return self.stream.state_dict() if self.stream is not None else None
+
+    def load_state_dict(self, state: dict[str, int] | None) -> None:
+        """Continue from :meth:`state_dict`."""
+        if self.stream is not None and state:
+            self.stream.load_state_dict(state)

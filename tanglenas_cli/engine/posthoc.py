@@ -1,11 +1,12 @@
 """SPOS second stage after the fact: random search or evolution over a trained supernet.
 
 ``tanglenas derive RUN --strategy random|evolution`` scores candidate architectures by the supernet's
-top-1 accuracy on fixed batches of the run's arch split, each with its own path picked (one-hot, the
-direct path), batch-norm statistics recalibrated on training batches first where the space has batch
-norm, and optional parameter-count limits. Evolution follows AutoFormer's: a random population, then
-per generation the best ``select`` so far parent ``mutation`` mutants (each gene redrawn with
-probability ``mutation_prob``) and ``crossover`` children (each gene from either parent).
+top-1 accuracy (language models: its loss) on fixed batches of the run's arch split, each with its own
+path picked (one-hot, the direct path), batch-norm statistics recalibrated on training batches first
+where the space has batch norm, and optional parameter-count limits. Evolution follows AutoFormer's: a
+random population, then per generation the best ``select`` so far parent ``mutation`` mutants (each
+gene redrawn with probability ``mutation_prob``) and ``crossover`` children (each gene from either
+parent).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tanglenas_cli.engine.evaluation import count_parameters, evaluate
+from tanglenas_cli.engine.evaluation import count_parameters, evaluate, fitness
 from tanglenas_cli.engine.spos import PickedChoice
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.nas import Choice
@@ -41,7 +42,7 @@ class EvolutionSettings:
 
 
 class SupernetScorer:
-    """Top-1 of the supernet on fixed batches, one architecture (genome) at a time, with caching."""
+    """Top-1 (language models: minus the loss) of the supernet on fixed batches, one genome at a time."""
 
     def __init__(self, model: nn.Module, space: SearchSpace, choices: Mapping[str, Choice],
                  valid_batches: list, train_batches: list, device: torch.device,
@@ -89,7 +90,7 @@ class SupernetScorer:
         if genome not in self.scores:
             self._select(genome)
             self._recalibrate()
-            self.scores[genome] = evaluate(self.model, self.valid_batches, self.device)["top1"]
+            self.scores[genome] = fitness(evaluate(self.model, self.valid_batches, self.device))
         return self.scores[genome]
 
 

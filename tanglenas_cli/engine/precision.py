@@ -42,8 +42,8 @@ class StepGuard:
         self._loss_finite = True
 
     def backward(self, loss: Tensor, params: Sequence[Tensor]) -> None:
-        """Back-propagate ``loss`` into ``params`` (scaled under fp16)."""
-        self._loss_finite = bool(torch.isfinite(loss.detach()))
+        """Back-propagate ``loss`` into ``params`` (scaled under fp16); accumulates until :meth:`step`."""
+        self._loss_finite = self._loss_finite and bool(torch.isfinite(loss.detach()))
         scaled = self.scaler.scale(loss) if self.scaler is not None else loss
         scaled.backward(inputs=list(params))
 
@@ -55,6 +55,7 @@ class StepGuard:
         # with clip=None the norm is only measured (max_norm=inf leaves the gradients unchanged)
         norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else math.inf)
         finite = self._loss_finite and bool(torch.isfinite(norm))
+        self._loss_finite = True
         if self.scaler is not None:
             self.scaler.step(optimizer)  # skips by itself on inf/NaN gradients
             self.scaler.update()

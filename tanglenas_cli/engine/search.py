@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from tanglenas_cli.config import RunConfig, resolve_out_dir, write_config
 from tanglenas_cli.engine import run_dir as files
@@ -26,9 +27,9 @@ from tanglenas_cli.engine.checkpoint import (
     set_rng_state,
 )
 from tanglenas_cli.engine.distributed import Cluster
-from tanglenas_cli.engine.evaluation import count_parameters, evaluate
+from tanglenas_cli.engine.evaluation import count_parameters, evaluate, flatten_tokens
 from tanglenas_cli.engine.factory import (
-    EpochSchedule,
+    LearningRateSchedule,
     WeightLoss,
     arch_weight_decay,
     load_search_data,
@@ -36,7 +37,7 @@ from tanglenas_cli.engine.factory import (
     make_space,
     make_weight_optimizer,
 )
-from tanglenas_cli.engine.loaders import CyclingLoader, epoch_loader
+from tanglenas_cli.engine.loaders import WeightBatches, batch_stream, epoch_loader
 from tanglenas_cli.engine.lookup import BenchmarkLookup
 from tanglenas_cli.engine.plot import plot_trajectories
 from tanglenas_cli.engine.precision import StepGuard, check_finite, make_accelerator
@@ -45,7 +46,7 @@ from tanglenas_cli.engine.speed import check_compile_supported, speed_up
 from tanglenas_cli.engine.spos import spos_random_search
 from tanglenas_cli.engine.tracker import Tracker, require_wandb
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import Architect, Choice, weight_parameters
+from tanglenas_cli.nas import Architect, Choice, MicroBatches, weight_parameters
 from tanglenas_cli.spaces.base import SearchSpace, choices_by_name
 
 
@@ -90,8 +91,14 @@ class SearchRun:
         self.choices = choices_by_name(self.model)
         self.sampler = make_sampler_for(cfg, self.space)
         self.weight_optimizer = make_weight_optimizer(cfg, weight_parameters(self.model))
-        self.weight_loss = WeightLoss(cfg, self.data.info.num_classes)
-        self.schedule = EpochSchedule(cfg, self.weight_optimizer)
+        self.language_model = self.space.task == "language_model"
+        self.weight_loss = WeightLoss(cfg, self.data.info.num_classes, sequence=self.language_model)
+        self.batches = WeightBatches(
+            self.data.weight_split, cfg.batch_size, cfg.seed, grad_accum=cfg.grad_accum,
+            steps_per_epoch=cfg.steps_per_epoch, num_workers=cfg.num_workers, rank=self.cluster.rank,
+            world=self.cluster.world,
+        )  # fmt: skip
+        self.schedule = LearningRateSchedule(cfg, self.weight_optimizer, self.batches.steps)
         self.architect = Architect(
             self.model,
             self.sampler,
@@ -102,13 +109,14 @@ class SearchRun:
             second_order=cfg.optimizer == "darts_v2",
             weight_optimizer=self.weight_optimizer,
             reduce_gradients=self.cluster.average_gradients if self.cluster.active else None,
+            grad_clip=cfg.arch_optimizer.grad_clip,
         )
         self.trains_logits = self.sampler.trains_logits
         self.arch_stream = None
         if self.trains_logits:
             if len(self.data.arch_split) == 0:
                 raise UserError(f"train_portion={cfg.train_portion} leaves no arch split for {cfg.optimizer}")
-            self.arch_stream = CyclingLoader(
+            self.arch_stream = batch_stream(
                 self.data.arch_split, cfg.batch_size, cfg.seed, cfg.num_workers, *self._shard
             )
         self.lookup = BenchmarkLookup.for_config(cfg, self.space)
@@ -128,12 +136,12 @@ class SearchRun:
         return self.cluster.rank, self.cluster.world
 
     def _arch_loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
-        """Cross-entropy under autocast; records this process's share for gradient averaging."""
+        """Cross-entropy (per token for language models) under autocast; records this process's share."""
         inputs, targets = (t.to(self.device) for t in batch)
         self.cluster.local_count = len(targets)
         with self.accelerator.autocast():
             logits = model(inputs)
-        return F.cross_entropy(logits.float(), targets)
+        return F.cross_entropy(*flatten_tokens(logits.float(), targets))
 
     def _state(self, epoch: int) -> dict[str, Any]:
         return {
@@ -149,6 +157,7 @@ class SearchRun:
             "arch_optimizer": self.architect.state_dict(),
             "sampler": self.sampler.state_dict(),
             "arch_stream": self.arch_stream.state_dict() if self.arch_stream else None,
+            "weight_stream": self.batches.state_dict(),
             "rng": rng_state(),
             "nonfinite_steps": self.guard.skipped_total,
             "file_sizes": {
@@ -172,6 +181,7 @@ class SearchRun:
         self.sampler.load_state_dict(state["sampler"])
         if self.arch_stream is not None and state.get("arch_stream"):
             self.arch_stream.load_state_dict(state["arch_stream"])
+        self.batches.load_state_dict(state.get("weight_stream"))
         set_rng_state(state["rng"])
         self.guard.skipped_total = int(state.get("nonfinite_steps", 0))
         if self.cluster.is_main:
@@ -179,46 +189,53 @@ class SearchRun:
                 files.truncate(self.out / name, int(size))
         self.start_epoch = int(state["epoch"])
 
+    def _weight_step(self, micro: MicroBatches, totals: dict[str, float]) -> Tensor:
+        """Accumulate the weight gradients of ``micro`` (one backward per micro-batch); return the loss."""
+        params = self.architect.weight_params
+        step_loss = torch.zeros((), device=self.device)
+        local = 0
+        for inputs, targets in micro:
+            inputs, targets = inputs.to(self.device), targets.to(self.device)
+            self.sampler.sample(self.choices.values())  # every forward draws its own sample
+            mixed, soft = self.weight_loss.mix(inputs, targets)
+            with self.accelerator.autocast():
+                logits = self.model(mixed).float()
+            loss = self.weight_loss.loss(logits, targets, soft)
+            self.guard.backward(loss / len(micro), params)
+            step_loss += loss.detach() / len(micro)
+            flat_logits, flat_targets = flatten_tokens(logits.detach(), targets)
+            totals["correct"] += int((flat_logits.argmax(-1) == flat_targets).sum())
+            totals["count"] += flat_targets.numel()
+            totals["loss"] += float(loss.detach()) * flat_targets.numel()
+            local += len(targets)
+        self.cluster.local_count = local
+        return step_loss
+
     def _train_epoch(
         self, epoch: int, lr: float, progress: RunProgress, tracker: Tracker
     ) -> dict[str, float]:
         cfg = self.cfg
-        loader = epoch_loader(
-            self.data.weight_split,
-            cfg.batch_size,
-            seed=cfg.seed * 1_000 + epoch,
-            num_workers=cfg.num_workers,
-            rank=self.cluster.rank,
-            world=self.cluster.world,
-        )
-        progress.start_epoch(epoch, len(loader))
+        progress.start_epoch(epoch, self.batches.steps)
         params = self.architect.weight_params
         self.model.train()
         totals = {"loss": 0.0, "correct": 0, "count": 0, "arch_loss": 0.0, "arch_steps": 0}
-        for step, (inputs, targets) in enumerate(loader):
-            inputs, targets = inputs.to(self.device), targets.to(self.device)
+        for step, micro in enumerate(self.batches.epoch(epoch)):
+            lr = self.schedule.set_step(epoch, step)
             if self.arch_stream is not None:
-                arch_loss = self.architect.step(next(self.arch_stream), (inputs, targets), weight_lr=lr)
+                arch_micro = MicroBatches(next(self.arch_stream) for _ in range(len(micro)))
+                arch_loss = self.architect.step(arch_micro, micro, weight_lr=lr)
                 if arch_loss is not None and math.isfinite(float(arch_loss)):
                     totals["arch_loss"] += float(arch_loss)
                     totals["arch_steps"] += 1
-            self.sampler.sample(self.choices.values())
-            mixed, soft = self.weight_loss.mix(inputs, targets)
-            self.cluster.local_count = len(targets)
-            with self.accelerator.autocast():
-                logits = self.model(mixed).float()
-            loss = self.weight_loss.loss(logits, targets, soft)
             self.weight_optimizer.zero_grad(set_to_none=True)
-            self.guard.backward(loss, params)
+            kept = dict(totals)
+            self._weight_step(micro, totals)
             self.cluster.average_parameter_gradients(params)
             if not self.guard.step(
                 self.weight_optimizer, params, cfg.grad_clip, where=f"epoch {epoch} step {step}"
             ):
+                totals.update({k: kept[k] for k in ("loss", "correct", "count")})
                 continue
-            batch = len(targets)
-            totals["loss"] += float(loss.detach()) * batch
-            totals["correct"] += int((logits.argmax(-1) == targets).sum())
-            totals["count"] += batch
             running_loss = totals["loss"] / totals["count"]
             running_acc = 100.0 * totals["correct"] / totals["count"]
             progress.step(f"loss {running_loss:.3f} acc {running_acc:.1f}%")
@@ -254,7 +271,9 @@ class SearchRun:
         # one deterministic architecture for the whole pass: the expected / most likely one
         self.sampler.sample(self.choices.values(), training=False)
         with self.accelerator.autocast():
-            return evaluate(self.model, loader, self.device, reduce=self.cluster.sum_)
+            return evaluate(
+                self.model, loader, self.device, max_batches=self.cfg.eval_batches, reduce=self.cluster.sum_
+            )
 
     def _record_epoch(
         self, epoch: int, seconds: float, train: dict, valid: dict, lr: float, tracker: Tracker
@@ -268,6 +287,7 @@ class SearchRun:
             **train,
             "valid_loss": valid["loss"],
             "valid_acc": valid["top1"],
+            **({"valid_perplexity": valid["perplexity"]} if "perplexity" in valid else {}),
             "lr": lr,
             "seconds": round(seconds, 3),
         }
@@ -335,6 +355,8 @@ class SearchRun:
                             f"{cfg.space} {cfg.optimizer} ({mode})",
                         )
                     status = f"valid acc {valid['top1']:.2f}%"
+                    if "perplexity" in valid:
+                        status = f"valid loss {valid['loss']:.3f} (perplexity {valid['perplexity']:.1f})"
                     if "benchmark_test_acc" in record:
                         status += f" | benchmark test {record['benchmark_test_acc']:.2f}%"
                     progress.end_epoch(status)
@@ -379,6 +401,7 @@ class SearchRun:
             "benchmark_key": key,
             "derived_by": method,
             "final_valid_acc": epoch_records[-1]["valid_acc"] if epoch_records else None,
+            "final_valid_loss": epoch_records[-1]["valid_loss"] if epoch_records else None,
             "supernet_params": count_parameters(self.model),
             "network_params": count_parameters(self.space.build_network(arch)),
             "search_seconds": round(sum(r.get("seconds", 0.0) for r in epoch_records), 2),

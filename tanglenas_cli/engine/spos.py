@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from tanglenas_cli.engine.evaluation import evaluate
+from tanglenas_cli.engine.evaluation import evaluate, fitness
 from tanglenas_cli.nas import Choice, Sampler
 from tanglenas_cli.spaces.base import SearchSpace
 
@@ -33,12 +33,15 @@ def spos_random_search(
     samples: int = 100,
     batches: int = 4,
 ) -> dict[str, Any]:
-    """Return the best of ``samples`` uniformly drawn architectures by supernet accuracy on ``batches``."""
-    best_arch, best_accuracy = None, -1.0
+    """Return the best of ``samples`` uniformly drawn architectures by supernet accuracy on ``batches``.
+
+    Language models are ranked by their loss instead.
+    """
+    best_arch, best_accuracy = None, -float("inf")
     for _ in range(samples):
         sampler.sample(choices.values())
         picked = {name: PickedChoice(c.candidates[c.mixing().index]) for name, c in choices.items()}
-        accuracy = evaluate(model, loader, device, max_batches=batches)["top1"]
+        accuracy = fitness(evaluate(model, loader, device, max_batches=batches))
         if accuracy > best_accuracy:
             best_arch, best_accuracy = space.derive(picked), accuracy  # type: ignore[arg-type]
     assert best_arch is not None

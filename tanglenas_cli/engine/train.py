@@ -6,13 +6,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+from torch.utils.data import Dataset, Subset
+
 from tanglenas_cli.config import RunConfig, resolve_data_root, write_config
-from tanglenas_cli.data import build_datasets
+from tanglenas_cli.data import build_datasets, search_splits
+from tanglenas_cli.data.tokens import TokenWindows
 from tanglenas_cli.engine import run_dir as files
 from tanglenas_cli.engine.checkpoint import load_checkpoint, save_checkpoint, seed_everything
-from tanglenas_cli.engine.evaluation import count_parameters, evaluate
-from tanglenas_cli.engine.factory import EpochSchedule, WeightLoss, make_space, make_weight_optimizer
-from tanglenas_cli.engine.loaders import epoch_loader
+from tanglenas_cli.engine.evaluation import count_parameters, evaluate, flatten_tokens
+from tanglenas_cli.engine.factory import (
+    LearningRateSchedule,
+    WeightLoss,
+    make_space,
+    make_weight_optimizer,
+)
+from tanglenas_cli.engine.loaders import WeightBatches, epoch_loader
 from tanglenas_cli.engine.precision import StepGuard, make_accelerator
 from tanglenas_cli.engine.progress import RunProgress
 from tanglenas_cli.engine.speed import speed_up
@@ -25,10 +33,44 @@ def default_train_dir(arch_file: Path, cfg: RunConfig) -> Path:
     return arch_file.parent / f"train-{cfg.dataset}-s{cfg.seed}"
 
 
-def run_train(arch_file: Path, cfg: RunConfig, inherit: Path | None = None) -> dict[str, Any]:
-    """Train the architecture in ``arch_file`` on the full training set; return a summary.
+def holdout_split(cfg: RunConfig, train_set: Dataset, root: Path) -> tuple[Dataset, Dataset | None]:
+    """Return (training part, validation part) of the training set by ``val_portion`` (0: no validation).
 
-    From scratch, or (``inherit``: a search run directory) starting from the supernet's weights.
+    The validation part is the last ``val_portion`` of the data, without augmentation (token corpora:
+    whole blocks of the last tokens).
+    """
+    if cfg.val_portion == 0:
+        return train_set, None
+    kept, held = search_splits(train_set, 1 - cfg.val_portion)
+    if isinstance(held, TokenWindows):
+        return kept, held.blocks()
+    plain, _, _ = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=False)
+    if len(held) == 0:  # type: ignore[arg-type]
+        raise UserError(f"val_portion={cfg.val_portion} holds out no training samples")
+    return kept, Subset(plain, list(held.indices))  # type: ignore[attr-defined]
+
+
+def _loss_and_tally(logits, targets, soft, weight_loss: WeightLoss, tally: dict[str, float]):  # type: ignore[no-untyped-def]
+    loss = weight_loss.loss(logits, targets, soft)
+    flat_logits, flat_targets = flatten_tokens(logits.detach(), targets)
+    tally["correct"] += int((flat_logits.argmax(-1) == flat_targets).sum())
+    tally["count"] += flat_targets.numel()
+    tally["loss"] += float(loss.detach()) * flat_targets.numel()
+    return loss
+
+
+def _metrics(prefix: str, result: dict[str, float]) -> dict[str, float]:
+    out = {f"{prefix}_loss": result["loss"], f"{prefix}_acc": result["top1"]}
+    if "perplexity" in result:
+        out[f"{prefix}_perplexity"] = result["perplexity"]
+    return out
+
+
+def run_train(arch_file: Path, cfg: RunConfig, inherit: Path | None = None) -> dict[str, Any]:
+    """Train the architecture in ``arch_file`` on the training set; return a summary.
+
+    From scratch, or (``inherit``: a search run directory) starting from the supernet's weights. With
+    ``val_portion`` > 0 the last part of the training data is held out and its loss logged per epoch.
     """
     if cfg.logging.wandb:
         require_wandb()
@@ -48,6 +90,7 @@ def run_train(arch_file: Path, cfg: RunConfig, inherit: Path | None = None) -> d
     seed_everything(cfg.seed)
     root = resolve_data_root(cfg)
     train_set, test_set, info = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=True)
+    train_set, valid_set = holdout_split(cfg, train_set, root)
     space = make_space(cfg.space, info, space_options)
     arch = space.validate(stored["architecture"])
     model = space.build_network(arch)
@@ -60,8 +103,10 @@ def run_train(arch_file: Path, cfg: RunConfig, inherit: Path | None = None) -> d
     speed_up(model, channels_last=cfg.channels_last, compile=cfg.compile)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_weight_optimizer(cfg, params)
-    weight_loss = WeightLoss(cfg, info.num_classes)
-    schedule = EpochSchedule(cfg, optimizer)
+    weight_loss = WeightLoss(cfg, info.num_classes, sequence=space.task == "language_model")
+    batches = WeightBatches(train_set, cfg.batch_size, cfg.seed, grad_accum=cfg.grad_accum,
+                            steps_per_epoch=cfg.steps_per_epoch, num_workers=cfg.num_workers)  # fmt: skip
+    schedule = LearningRateSchedule(cfg, optimizer, batches.steps)
     out.mkdir(parents=True, exist_ok=True)
     write_config(cfg, out / files.CONFIG)
     (out / files.METRICS).unlink(missing_ok=True)
@@ -73,55 +118,63 @@ def run_train(arch_file: Path, cfg: RunConfig, inherit: Path | None = None) -> d
         cfg.model_dump(mode="json"),
         out,
     )
-    test_loader = epoch_loader(test_set, cfg.batch_size, seed=0, shuffle=False, num_workers=cfg.num_workers)
+
+    def measure(dataset: Dataset) -> dict[str, float]:
+        loader = epoch_loader(dataset, cfg.batch_size, seed=0, shuffle=False, num_workers=cfg.num_workers)
+        with accelerator.autocast():
+            return evaluate(model, loader, device, max_batches=cfg.eval_batches)
+
     started = time.perf_counter()
     test: dict[str, float] = {}
+    valid: dict[str, float] = {}
     try:
         with RunProgress(cfg.logging.progress, cfg.epochs) as progress:
             for epoch in range(cfg.epochs):
                 lr = schedule.set_epoch(epoch)
                 if hasattr(model, "set_epoch"):  # e.g. the drop-path ramp of DARTS networks
                     model.set_epoch(epoch, cfg.epochs)
-                loader = epoch_loader(
-                    train_set, cfg.batch_size, seed=cfg.seed * 1_000 + epoch, num_workers=cfg.num_workers
-                )
-                progress.start_epoch(epoch, len(loader))
+                progress.start_epoch(epoch, batches.steps)
                 model.train()
-                loss_sum, correct, count = 0.0, 0, 0
-                for inputs, targets in loader:
-                    inputs, targets = inputs.to(device), targets.to(device)
-                    mixed, soft = weight_loss.mix(inputs, targets)
-                    with accelerator.autocast():
-                        logits = model(mixed)
-                    if isinstance(logits, tuple):  # (logits, auxiliary-head logits)
-                        logits, aux_logits = logits
-                        loss = weight_loss.loss(logits.float(), targets, soft)
-                        aux_loss = weight_loss.loss(aux_logits.float(), targets, soft)
-                        loss = loss + model.auxiliary_weight * aux_loss
-                    else:
-                        loss = weight_loss.loss(logits.float(), targets, soft)
+                tally = {"loss": 0.0, "correct": 0, "count": 0}
+                for step, micro in enumerate(batches.epoch(epoch)):
+                    lr = schedule.set_step(epoch, step)
+                    kept = dict(tally)
                     optimizer.zero_grad(set_to_none=True)
-                    guard.backward(loss, params)
-                    if not guard.step(optimizer, params, cfg.grad_clip, where=f"epoch {epoch}"):
+                    for inputs, targets in micro:
+                        inputs, targets = inputs.to(device), targets.to(device)
+                        mixed, soft = weight_loss.mix(inputs, targets)
+                        with accelerator.autocast():
+                            logits = model(mixed)
+                        if isinstance(logits, tuple):  # (logits, auxiliary-head logits)
+                            logits, aux_logits = logits
+                            aux_loss = weight_loss.loss(aux_logits.float(), targets, soft)
+                            loss = _loss_and_tally(logits.float(), targets, soft, weight_loss, tally)
+                            loss = loss + model.auxiliary_weight * aux_loss
+                        else:
+                            loss = _loss_and_tally(logits.float(), targets, soft, weight_loss, tally)
+                        guard.backward(loss / len(micro), params)
+                    if not guard.step(optimizer, params, cfg.grad_clip, where=f"epoch {epoch} step {step}"):
+                        tally = kept
                         continue
-                    loss_sum += float(loss.detach()) * len(targets)
-                    correct += int((logits.argmax(-1) == targets).sum())
-                    count += len(targets)
-                    progress.step(f"loss {loss_sum / count:.3f} acc {100 * correct / count:.1f}%")
-                with accelerator.autocast():
-                    test = evaluate(model, test_loader, device)
-                tracker.log(
-                    {
-                        "kind": "epoch",
-                        "epoch": epoch,
-                        "train_loss": loss_sum / max(count, 1),
-                        "train_acc": 100 * correct / max(count, 1),
-                        "test_loss": test["loss"],
-                        "test_acc": test["top1"],
-                        "lr": lr,
-                    }
-                )
-                progress.end_epoch(f"test acc {test['top1']:.2f}%")
+                    shown = tally["loss"] / tally["count"]
+                    progress.step(f"loss {shown:.3f} acc {100 * tally['correct'] / tally['count']:.1f}%")
+                test = measure(test_set)
+                record = {
+                    "kind": "epoch",
+                    "epoch": epoch,
+                    "train_loss": tally["loss"] / max(tally["count"], 1),
+                    "train_acc": 100 * tally["correct"] / max(tally["count"], 1),
+                    **_metrics("test", test),
+                    "lr": lr,
+                }
+                if valid_set is not None:
+                    valid = measure(valid_set)
+                    record.update(_metrics("valid", valid))
+                tracker.log(record)
+                if "perplexity" in test:
+                    progress.end_epoch(f"test loss {test['loss']:.3f} (perplexity {test['perplexity']:.1f})")
+                else:
+                    progress.end_epoch(f"test acc {test['top1']:.2f}%")
     finally:
         tracker.close()
     save_checkpoint(
@@ -143,9 +196,15 @@ def run_train(arch_file: Path, cfg: RunConfig, inherit: Path | None = None) -> d
         "epochs": cfg.epochs,
         "test_acc": test.get("top1"),
         "test_loss": test.get("loss"),
+    }
+    if "perplexity" in test:
+        summary["test_perplexity"] = test["perplexity"]
+    if valid:
+        summary.update(_metrics("valid", valid))
+    summary.update({
         "params": count_parameters(model),
         "train_seconds": round(time.perf_counter() - started, 2),
         "checkpoint": str(out / files.MODEL),
-    }
+    })  # fmt: skip
     files.write_json_atomic(summary, out / files.SUMMARY)
     return summary

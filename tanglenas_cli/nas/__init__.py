@@ -3,7 +3,7 @@
 Pure PyTorch: no files, no printing, no devices chosen here.
 """
 
-from tanglenas_cli.nas.architect import Architect
+from tanglenas_cli.nas.architect import Architect, MicroBatches
 from tanglenas_cli.nas.choices import (
     Choice,
     ChoiceSubset,
@@ -54,6 +54,7 @@ __all__ = [
     "FixedChoice",
     "GDASSampler",
     "JointChoice",
+    "MicroBatches",
     "MixedOp",
     "Mixing",
     "SPOSSampler",

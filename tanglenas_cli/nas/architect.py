@@ -23,6 +23,20 @@ LossFn = Callable[[nn.Module, Any], Tensor]
 """``loss_fn(model, batch)`` returns the scalar loss of ``model`` on ``batch``."""
 
 
+class MicroBatches(list):
+    """Batches whose gradients are accumulated into one step (gradient accumulation).
+
+    The step's loss is the mean of the micro-batch losses; each micro-batch is back-propagated on its
+    own, so memory stays that of one micro-batch.
+    """
+
+    def joined(self) -> Any:
+        """Return the micro-batches concatenated into one batch (field by field)."""
+        if len(self) == 1:
+            return self[0]
+        return [torch.cat(list(parts)) for parts in zip(*self, strict=True)]
+
+
 def _gradients(loss: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
     grads = torch.autograd.grad(loss, list(params), allow_unused=True)
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
@@ -44,6 +58,7 @@ class Architect:
         weight_optimizer: torch.optim.Optimizer | None = None,
         hvp_epsilon: float = 0.01,
         reduce_gradients: Callable[[list[Tensor]], list[Tensor]] | None = None,
+        grad_clip: float | None = None,
     ) -> None:
         self.model = model
         self.sampler = sampler
@@ -56,6 +71,7 @@ class Architect:
         self.hvp_epsilon = hvp_epsilon
         # e.g. averaging across data-parallel processes; applied to every gradient the architect takes
         self.reduce_gradients = reduce_gradients
+        self.grad_clip = grad_clip  # max norm of the logits' gradient (None: unclipped)
         self.optimizer = torch.optim.Adam(self.arch_params, lr=lr, betas=betas, weight_decay=weight_decay)
 
     def _gradients(self, loss: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
@@ -72,17 +88,37 @@ class Architect:
         regularization = self.sampler.regularization(self.choices)
         return loss if regularization is None else loss + regularization
 
+    def _accumulated_gradients(self, batches: MicroBatches) -> tuple[Tensor, list[Tensor]]:
+        """Return (mean loss, gradient of the mean loss) over micro-batches, one backward each."""
+        total: list[Tensor] | None = None
+        loss_sum = torch.zeros(())
+        for batch in batches:
+            loss = self.arch_loss(batch) / len(batches)
+            grads = _gradients(loss, self.arch_params)
+            total = grads if total is None else [a + b for a, b in zip(total, grads, strict=True)]
+            loss_sum = loss_sum + loss.detach().cpu()
+        assert total is not None
+        return loss_sum, total if self.reduce_gradients is None else self.reduce_gradients(total)
+
     def step(self, arch_batch: Any, train_batch: Any = None, weight_lr: float | None = None) -> Tensor | None:
         """Update the logits on ``arch_batch``; second order also needs ``train_batch`` and ``weight_lr``.
 
-        Returns the architecture loss (detached), or None when the sampler does not train logits.
+        Either batch may be :class:`MicroBatches` (gradient accumulation; the second-order step joins
+        them into one batch). Returns the architecture loss (detached), or None when the sampler does
+        not train logits.
         """
         if not self.sampler.trains_logits or not self.arch_params:
             return None
         if self.second_order:
             if train_batch is None or weight_lr is None:
                 raise ValueError("the second-order architect needs train_batch and weight_lr")
+            if isinstance(arch_batch, MicroBatches):
+                arch_batch = arch_batch.joined()
+            if isinstance(train_batch, MicroBatches):
+                train_batch = train_batch.joined()
             loss, grads = self.unrolled_gradients(arch_batch, train_batch, weight_lr)
+        elif isinstance(arch_batch, MicroBatches):
+            loss, grads = self._accumulated_gradients(arch_batch)
         else:
             loss = self.arch_loss(arch_batch)
             grads = self._gradients(loss, self.arch_params)
@@ -90,6 +126,8 @@ class Architect:
             return loss.detach()  # a NaN/inf gradient never reaches the logits (nor Adam's moments)
         for param, grad in zip(self.arch_params, grads, strict=True):
             param.grad = grad.detach()
+        if self.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.arch_params, self.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return loss.detach()
