@@ -325,6 +325,13 @@ def search(
         print_result(result)
 
 
+def _positive(value: float | None) -> float | None:
+    """Option callback: a number above 0 (or no value)."""
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"{value:g} is not above 0.")
+    return value
+
+
 @app.command()
 def derive(
     run_dir: Annotated[
@@ -361,11 +368,20 @@ def derive(
     batches: Annotated[int, typer.Option("--batches", min=1, help="Arch-split batches per score.")] = 4,
     min_params: Annotated[int | None, typer.Option("--min-params", min=0, help="Parameter floor.")] = None,
     max_params: Annotated[int | None, typer.Option("--max-params", min=1, help="Parameter cap.")] = None,
+    min_flops: Annotated[
+        float | None,
+        typer.Option("--min-flops", callback=_positive, help="FLOPs floor (forward, one input; e.g. 1e6)."),
+    ] = None,
+    max_flops: Annotated[
+        float | None,
+        typer.Option("--max-flops", callback=_positive, help="FLOPs cap (forward, one input; e.g. 2.5e8)."),
+    ] = None,
 ) -> None:
     """Derive the final architecture of a search run and write arch.yaml.
 
     By default the argmax of the architecture logits; with --strategy random|evolution, the best
-    architecture found by scoring paths of the trained supernet (SPOS' second stage).
+    architecture found by scoring paths of the trained supernet (SPOS' second stage), optionally within
+    parameter / FLOPs limits (FLOPs: forward pass of the discrete network on one input, 2 per multiply-add).
     """
     cfg = load_config(_require_dir(run_dir, "run directory"))
     check_space_available(cfg.space)
@@ -380,7 +396,8 @@ def derive(
     settings = EvolutionSettings(population=population, select=select, mutation=population // 2,
                                  crossover=population // 2, generations=generations)  # fmt: skip
     result = run_derive(run_dir, out=out, epoch=epoch, strategy=strategy, samples=samples, batches=batches,
-                        min_params=min_params, max_params=max_params, settings=settings)  # fmt: skip
+                        min_params=min_params, max_params=max_params, min_flops=min_flops,
+                        max_flops=max_flops, settings=settings)  # fmt: skip
     print_result(result)
 
 

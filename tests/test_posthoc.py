@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 import yaml
+from torch import nn
 from typer.testing import CliRunner
 
 from tanglenas_cli.cli import app
-from tanglenas_cli.engine.posthoc import EvolutionSettings, evolution, random_search
+from tanglenas_cli.engine.flops import count_flops
+from tanglenas_cli.engine.posthoc import (
+    EvolutionSettings,
+    SupernetScorer,
+    evolution,
+    random_genome,
+    random_search,
+)
+from tanglenas_cli.errors import UserError
 from tanglenas_cli.spaces import SPACE_REGISTRY
-from tanglenas_cli.spaces.base import DataShape
+from tanglenas_cli.spaces.base import DataShape, choices_by_name
 
 TINY = [
     "--space", "toy_cell", "--dataset", "digits", "--set", "dataset_options.size=12",
@@ -81,4 +93,76 @@ def test_strategy_errors_are_one_line(spos_run: Path):
     both = invoke("derive", spos_run, "--strategy", "random", "--epoch", "1")
     assert both.exit_code == 2 and "--epoch" in both.output
     impossible = invoke("derive", spos_run, "--strategy", "random", "--max-params", "1")
-    assert impossible.exit_code == 2 and "parameter limits" in impossible.output
+    assert impossible.exit_code == 2 and "parameter/FLOPs limits" in impossible.output
+    assert len(impossible.output.strip().splitlines()) == 1
+    for option, low, high in (("flops", "2e6", "1e6"), ("params", "2000", "1000")):
+        swapped = invoke(
+            "derive", spos_run, "--strategy", "random", f"--min-{option}", low, f"--max-{option}", high
+        )
+        assert swapped.exit_code == 2 and len(swapped.output.strip().splitlines()) == 1, swapped.output
+        assert f"--min-{option}" in swapped.output and f"--max-{option}" in swapped.output
+    not_positive = invoke("derive", spos_run, "--strategy", "random", "--max-flops", "0")
+    assert not_positive.exit_code == 2 and "--max-flops" in not_positive.output
+
+
+def image_space(channels: int, side: int) -> SimpleNamespace:
+    return SimpleNamespace(data=DataShape(10, (channels, side, side)), task="classification")
+
+
+def test_count_flops_is_twice_the_multiply_adds():
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 7))
+    assert count_flops(image_space(3, 4), linear) == 2 * 48 * 7
+    conv = nn.Sequential(nn.Conv2d(2, 5, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(5 * 6 * 6, 10))
+    conv.train()
+    macs = 5 * 6 * 6 * 2 * 3 * 3 + 5 * 6 * 6 * 10  # conv outputs x (in channels x kernel), then the head
+    assert count_flops(image_space(2, 6), conv) == 2 * macs
+    assert conv.training  # the mode is restored
+
+
+def test_count_flops_of_a_tiny_nanogpt_grows_with_the_embedding():
+    space = SPACE_REGISTRY["nanogpt"](DataShape(num_classes=257, input_shape=(16,)), {"variant": "tiny"})
+    arch = space.largest_architecture()
+    small, large = (count_flops(space, space.build_network({**arch, "embed_dim": e})) for e in (12, 24))
+    assert 0 < small < large
+
+
+@pytest.mark.parametrize("strategy, extra", [
+    ("random", ["--samples", "4"]), ("evolution", ["--population", "4", "--generations", "1"]),
+])  # fmt: skip
+def test_derive_with_a_flops_cap_stays_within_it(spos_run: Path, tmp_path: Path, strategy, extra):
+    target = tmp_path / "arch.yaml"
+    space = SPACE_REGISTRY["toy_cell"](DataShape(10, (1, 12, 12)), {"C": 4})
+    cap = 1e5  # toy_cell C=4 on 12x12 digits: about 0.56e5 .. 1.38e5 FLOPs
+    result = invoke("derive", spos_run, "--strategy", strategy, *extra, "--batches", "1", "--max-flops", cap,
+                    "--min-params", 1, "--out", target)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    stored = yaml.safe_load(target.read_text())
+    assert "within parameters >= 1, FLOPs <= 1e+05" in stored["derived_by"]
+    network = space.build_network(space.validate(stored["architecture"]))
+    flops, params = count_flops(space, network), sum(p.numel() for p in network.parameters())
+    assert flops <= cap
+    assert re.search(rf"^\s*flops\s+{flops}\s*$", result.output, re.MULTILINE), result.output
+    assert re.search(rf"^\s*params\s+{params}\s*$", result.output, re.MULTILINE), result.output
+
+
+def test_scorer_flops_limits_and_cache():
+    space = SPACE_REGISTRY["toy_cell"](DataShape(10, (1, 12, 12)), {"C": 4})
+    choices = choices_by_name(space.build_supernet())
+    sizes = [len(c) for c in choices.values()]
+
+    def scorer(**limits) -> SupernetScorer:
+        return SupernetScorer(nn.Identity(), space, choices, [], [], torch.device("cpu"), **limits)
+
+    unlimited = scorer()
+    genome = random_genome(sizes, random.Random(0), unlimited.allowed)
+    assert not unlimited.params and not unlimited.flops  # nothing measured without limits
+    params, flops = unlimited.measure(genome)
+    assert flops == count_flops(space, space.build_network(unlimited.architecture(genome)))
+    assert unlimited.measure(genome) == (params, flops)
+    assert unlimited.measure(genome, flops=False) == (params, None)
+    assert scorer(max_flops=flops).allowed(genome) and not scorer(max_flops=flops - 1).allowed(genome)
+    assert scorer(min_flops=flops).allowed(genome) and not scorer(min_flops=flops + 1).allowed(genome)
+    capped = scorer(max_params=params - 1, max_flops=flops)
+    assert not capped.allowed(genome) and genome not in capped.flops  # FLOPs skipped once params fail
+    with pytest.raises(UserError, match="no architecture within the parameter/FLOPs limits"):
+        random_genome(sizes, random.Random(0), scorer(max_flops=1).allowed, tries=5)

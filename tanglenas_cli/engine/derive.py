@@ -14,7 +14,13 @@ from tanglenas_cli.engine import run_dir as files
 from tanglenas_cli.engine.checkpoint import load_checkpoint
 from tanglenas_cli.engine.factory import load_search_data
 from tanglenas_cli.engine.loaders import batch_stream, epoch_loader
-from tanglenas_cli.engine.posthoc import EvolutionSettings, SupernetScorer, evolution, random_search
+from tanglenas_cli.engine.posthoc import (
+    EvolutionSettings,
+    SupernetScorer,
+    describe_limits,
+    evolution,
+    random_search,
+)
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.spaces import SPACE_REGISTRY
 from tanglenas_cli.spaces.base import NO_DATA, DataShape, SearchSpace, choices_by_name
@@ -82,11 +88,16 @@ def write_trajectory_arch(run_dir: Path, epoch: int | None, cfg: RunConfig) -> P
 
 def search_trained_supernet(run_dir: Path, strategy: str, samples: int = 100, batches: int = 4,
                             min_params: int | None = None, max_params: int | None = None,
+                            min_flops: float | None = None, max_flops: float | None = None,
                             settings: EvolutionSettings | None = None,
-                            seed: int = 0) -> tuple[SearchSpace, dict, str]:  # fmt: skip
-    """Random search or evolution over the supernet in ``run_dir``; return (space, architecture, method)."""
+                            seed: int = 0) -> tuple[SearchSpace, dict, str, dict[str, int]]:  # fmt: skip
+    """Random search or evolution over the supernet in ``run_dir``.
+
+    Return (space, architecture, method, {"params": ..., "flops": ...} of the architecture's network).
+    """
     import torch
 
+    check_limits(min_params, max_params, min_flops, max_flops)
     cfg, space, model = load_supernet(run_dir)
     if space.spos_subsets():
         raise UserError(f"--strategy works on spaces of independent choices; {cfg.space} keeps edge subsets")
@@ -97,7 +108,8 @@ def search_trained_supernet(run_dir: Path, strategy: str, samples: int = 100, ba
     stream = batch_stream(data.weight_split, cfg.batch_size, seed=2)
     train = [next(stream) for _ in range(2)]
     choices = choices_by_name(model)
-    scorer = SupernetScorer(model, space, choices, valid, train, device, min_params, max_params)
+    scorer = SupernetScorer(model, space, choices, valid, train, device, min_params, max_params,
+                            min_flops, max_flops)  # fmt: skip
     sizes = [len(c) for c in choices.values()]
     rng = random.Random(seed)
     if strategy == "random":
@@ -106,9 +118,23 @@ def search_trained_supernet(run_dir: Path, strategy: str, samples: int = 100, ba
         genome = evolution(scorer, sizes, settings or EvolutionSettings(), rng)
     score = scorer(genome)
     shown = f"loss {-score:.4f}" if space.task == "language_model" else f"top-1 {score:.2f}%"
+    limits = describe_limits(min_params, max_params, min_flops, max_flops)
+    within = f"; within {limits}" if limits else ""
     method = (f"{strategy} over the trained supernet ({len(scorer.scores)} architectures scored; "
-              f"supernet {shown} on {len(valid)} arch-split batches)")  # fmt: skip
-    return space, scorer.architecture(genome), method
+              f"supernet {shown} on {len(valid)} arch-split batches{within})")  # fmt: skip
+    params, flops = scorer.measure(genome)
+    return space, scorer.architecture(genome), method, {"params": params, "flops": flops}
+
+
+def check_limits(min_params: int | None = None, max_params: int | None = None,
+                 min_flops: float | None = None, max_flops: float | None = None) -> None:  # fmt: skip
+    """Raise a UserError when a floor exceeds its cap."""
+    for name, low, high in (("params", min_params, max_params), ("flops", min_flops, max_flops)):
+        if low is not None and high is not None and low > high:
+            low_text, high_text = (f"{v:g}" if isinstance(v, float) else str(v) for v in (low, high))
+            raise UserError(
+                f"--min-{name} {low_text} is above --max-{name} {high_text}; pass a floor <= the cap"
+            )
 
 
 def run_derive(run_dir: Path, out: Path | None = None, epoch: int | None = None, strategy: str | None = None,
@@ -118,10 +144,11 @@ def run_derive(run_dir: Path, out: Path | None = None, epoch: int | None = None,
     ``strategy`` (random / evolution) searches the trained supernet instead of reading the logits.
     """
     cfg = load_config(run_dir)
+    measured: dict[str, int] = {}
     if strategy is not None:
         if epoch is not None:
             raise UserError("--strategy searches the final supernet; drop --epoch")
-        space, arch, method = search_trained_supernet(run_dir, strategy, **search)
+        space, arch, method, measured = search_trained_supernet(run_dir, strategy, **search)
     elif epoch is not None:
         space = SPACE_REGISTRY[cfg.space](NO_DATA, cfg.space_options)
         arch = space.validate(derive_from_trajectory(run_dir, epoch))
@@ -151,5 +178,6 @@ def run_derive(run_dir: Path, out: Path | None = None, epoch: int | None = None,
     result: dict[str, Any] = {"space": cfg.space, "architecture": space.describe(arch)}
     if key is not None:
         result["benchmark_key"] = key
+    result.update(measured)  # with --strategy: the network's parameters and forward FLOPs on one input
     result.update({"derived_by": method, "written": str(target)})
     return result
