@@ -191,7 +191,7 @@ def test_tiny_nanogpt_search_logs_perplexity(lm_run: Path):
     assert len(epochs) == 2
     for record in epochs:
         assert record["valid_perplexity"] == pytest.approx(math.exp(record["valid_loss"]), rel=1e-6)
-        assert record["valid_loss"] < math.log(257)  # better than uniform over the byte vocabulary
+    assert epochs[-1]["valid_loss"] < epochs[0]["valid_loss"] < math.log(320)  # 257 bytes padded to 320
     steps = [r for r in records(lm_run / "metrics.jsonl") if r["kind"] == "step"]
     assert all(r["lr"] <= 0.003 for r in steps)
     summary = json.loads((lm_run / "summary.json").read_text())

@@ -24,7 +24,7 @@ SMALL = {
         (3, 16, 16),
         {"variant": "tiny", "patch_size": 4, "head_dim": 8, "relative_position": 0},
     ),
-    "nanogpt": ((8,), {"variant": "tiny", "dropout": 0.0}),  # block of 8 tokens, vocabulary of 10
+    "nanogpt": ((8,), {"variant": "tiny", "dropout": 0.0, "vocab_multiple": 1}),  # block 8, vocabulary 10
 }
 
 

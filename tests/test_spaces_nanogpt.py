@@ -13,7 +13,8 @@ from tanglenas_cli.spaces.base import DataShape, choices_by_name
 
 
 def make(**options):
-    return SPACE_REGISTRY["nanogpt"](DataShape(30, (8,)), {"variant": "tiny", "dropout": 0.0, **options})
+    options = {"variant": "tiny", "dropout": 0.0, "vocab_multiple": 1, **options}
+    return SPACE_REGISTRY["nanogpt"](DataShape(30, (8,)), options)
 
 
 def set_architecture(choices, arch, direct: bool) -> None:
@@ -76,3 +77,13 @@ def test_paper_space_derives_and_rejects_bad_architectures():
         space.validate({**arch, "num_heads": [6]})
     with pytest.raises(UserError, match="weight entanglement only"):
         space.build_supernet(entangle=False)
+
+
+def test_vocabulary_is_padded_like_nanogpt():
+    for vocab, padded in ((50257, 50304), (257, 320), (64, 64)):
+        network = SPACE_REGISTRY["nanogpt"](DataShape(vocab, (8,)), {"variant": "tiny"}).build_network(
+            {"embed_dim": 12, "num_layers": 1, "num_heads": [2], "mlp_ratio": [2]}
+        )
+        assert network.tokens.weight.shape[0] == padded
+    with pytest.raises(UserError, match="vocab_multiple"):
+        SPACE_REGISTRY["nanogpt"](DataShape(30, (8,)), {"vocab_multiple": 0})

@@ -2,8 +2,9 @@
 
 Choices: depth {5, 6, 7}, embedding width {384, 576, 768} (all layers), and per layer the head count
 {6, 8, 12} (head dimension = width / heads) and the MLP ratio {2, 3, 4}. Block 224, GPT-2 vocabulary
-(50,257 padded to 50,304), no biases, GELU (tanh), dropout, token embedding tied with the output head.
-Everything is weight-entangled; depth candidates mix the outputs after 5, 6 and 7 blocks.
+(50,257 padded to 50,304: ``vocab_multiple``), no biases, GELU (tanh), dropout, token embedding tied
+with the output head. Everything is weight-entangled; depth candidates mix the outputs after 5, 6
+and 7 blocks.
 
 Inputs are token ids ``(B, T)``; the network returns next-token logits ``(B, T, V)``. The discrete
 network of an architecture uses the same layers at exactly one size (:class:`FixedChoice`).
@@ -47,8 +48,12 @@ class NanoGPTOptions:
 
     variant: str = "paper"
     dropout: float = 0.2
+    # the vocabulary is padded up to a multiple of this (GPT-2's 50,257 -> 50,304, as nanoGPT); 1: none
+    vocab_multiple: int = 64
 
     def check(self) -> None:
+        if self.vocab_multiple < 1:
+            raise UserError(f"nanoGPT needs vocab_multiple >= 1, got {self.vocab_multiple}")
         if self.variant not in VARIANTS:
             raise UserError(f"unknown nanoGPT variant {self.variant!r}; choose from {', '.join(VARIANTS)}")
         if not 0 <= self.dropout < 1:
@@ -125,5 +130,6 @@ class NanoGPTSpace(TransformerSpace):
 
     def _network(self, embed: WeightSource, depth: WeightSource, layers: Layers) -> nn.Module:
         blocks = [GPTBlock(embed, heads, ratio, self.options.dropout) for heads, ratio in layers]
-        vocab, block_size = self.data.num_classes, self.data.input_shape[0]
+        multiple = self.options.vocab_multiple
+        vocab, block_size = -(-self.data.num_classes // multiple) * multiple, self.data.input_shape[0]
         return GPTNetwork(embed, depth, blocks, vocab, block_size, self.options.dropout)
