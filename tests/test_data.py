@@ -315,6 +315,18 @@ def test_cifar10_vit_augmentations_and_size(tmp_path, monkeypatch):
         build_datasets("cifar10", tmp_path / "root", {"randaugment": "nonsense-x"})
 
 
+def test_randaugment_survives_zero_bit_posterize():
+    """At magnitude 10 the increasing posterize keeps 0 bits, which Pillow >= 12 refuses by itself."""
+    from tanglenas_cli.data.augment import randaugment
+
+    (transform,) = randaugment("rand-n1-m10-mstd0-inc1", (0.5, 0.5, 0.5))
+    transform.ops = [op for op in transform.ops if op.name == "PosterizeIncreasing"]
+    transform.ops[0].prob = 1.0
+    transform.choice_weights = None
+    image = Image.fromarray(np.full((8, 8, 3), 200, dtype=np.uint8))
+    assert np.asarray(transform(image)).max() == 0  # 0 bits kept: black, as older Pillow gave
+
+
 def test_cifar_bad_cutout_option(tmp_path):
     with pytest.raises(UserError, match="cutout"):
         build_datasets("cifar10", tmp_path, {"cutout": "big"})
@@ -361,7 +373,11 @@ def test_imagefolder_from_shared_jpeg_cifar(cifar_jpg_subset, tmp_path):
     assert (len(train), len(test)) == (10 * PER_CLASS, 10 * PER_CLASS)
     image, label = train[0]
     assert image.shape == (3, 32, 32) and image.dtype == torch.float32 and isinstance(label, int)
-    assert sorted({test[i][1] for i in range(0, len(test), PER_CLASS)}) == list(range(10))
+    assert sorted(set(test.targets)) == list(range(10))
+    # classes are mixed (fixed order), so a contiguous split such as the arch half holds every class
+    assert set(train.targets[: len(train) // 2]) == set(range(10)) == set(test.targets[:40])
+    again, _, _ = build_datasets("imagefolder", tmp_path, {"path": str(cifar_jpg_subset)}, augment=False)
+    assert again.samples == train.samples and again.targets == [label for _, label in train.samples]
     assert torch.equal(test[7][0], test[7][0])  # test set is not augmented
     plain, _, _ = build_datasets("imagefolder", tmp_path, {"path": str(cifar_jpg_subset)}, augment=False)
     assert torch.equal(plain[7][0], plain[7][0])

@@ -15,9 +15,28 @@ def randaugment(config: str | None, mean: Sequence[float]) -> list[Any]:
     from timm.data.auto_augment import rand_augment_transform
 
     try:
-        return [rand_augment_transform(config, {"img_mean": tuple(round(255 * m) for m in mean)})]
+        transform = rand_augment_transform(config, {"img_mean": tuple(round(255 * m) for m in mean)})
     except (AssertionError, ValueError, KeyError, IndexError) as error:
         raise UserError(f"bad randaugment setting {config!r} (e.g. rand-m9-mstd0.5-inc1): {error}") from None
+    for op in transform.ops:
+        if getattr(op.aug_fn, "__name__", "") == "posterize":
+            op.aug_fn = posterize
+    return [transform]
+
+
+def posterize(img: Any, bits_to_keep: int, **_: Any) -> Any:
+    """timm's posterize, also for 0 bits: Pillow >= 12 refuses 0 (older Pillow returned a black image).
+
+    RandAugment's increasing posterize keeps 4 - int(0.4 * magnitude) bits, i.e. 0 at magnitude 10,
+    which ``mstd`` noise reaches now and then.
+    """
+    from PIL import ImageOps
+
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return img.point(lambda _: 0)
+    return ImageOps.posterize(img, bits_to_keep)
 
 
 def random_erasing(probability: float) -> list[Any]:

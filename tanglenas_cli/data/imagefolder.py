@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from PIL import Image
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
@@ -71,6 +72,18 @@ def _native_size(path: str) -> tuple[int, int]:
     return height, width
 
 
+def _mix_classes(folder: ImageFolder) -> None:
+    """Put the samples in a fixed random order (seed 0); ImageFolder lists them class by class.
+
+    Contiguous splits (the weight / arch split of a search, ``val_portion``) and the first batches of an
+    evaluation (``eval_batches``) then hold every class, not a block of them.
+    """
+    order = torch.randperm(len(folder.samples), generator=torch.Generator().manual_seed(0)).tolist()
+    folder.samples = [folder.samples[i] for i in order]
+    folder.imgs = folder.samples
+    folder.targets = [target for _, target in folder.samples]
+
+
 def build_imagefolder(
     data_root: Path, options: Mapping[str, Any] | None = None, augment: bool = True
 ) -> tuple[ImageFolder, ImageFolder, DatasetInfo]:
@@ -87,6 +100,8 @@ def build_imagefolder(
     std = floats_option(NAME, "std", settings["std"], CHANNELS, positive=True)
     size = None if settings["size"] is None else int_option(NAME, "size", settings["size"], minimum=1)
     train, test = _check_layout(root, hint)
+    _mix_classes(train)
+    _mix_classes(test)
     height, width = _native_size(train.samples[0][0]) if size is None else (size, size)
     resize_normalise = [
         transforms.Resize((height, width)),
