@@ -25,6 +25,7 @@ SMALL = {
         {"variant": "tiny", "patch_size": 4, "head_dim": 8, "relative_position": 0},
     ),
     "nanogpt": ((8,), {"variant": "tiny", "dropout": 0.0, "vocab_multiple": 1}),  # block 8, vocabulary 10
+    "mobilenetv3": ((3, 32, 32), {"variant": "tiny"}),
 }
 
 

@@ -23,6 +23,7 @@ def _register_builtin_spaces() -> None:
     from tanglenas_cli.spaces import (  # noqa: F401
         autoformer,
         darts,
+        mobilenetv3,
         nanogpt,
         nats_sss,
         nb201,
