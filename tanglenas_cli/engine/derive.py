@@ -32,6 +32,19 @@ def space_from_state(space: str, data_shape: dict[str, Any], options: dict[str, 
     return SPACE_REGISTRY[space](shape, options)
 
 
+def trained_network(
+    path: Path, state: dict[str, Any], options: dict[str, Any]
+) -> tuple[SearchSpace, nn.Module]:
+    """Return the space and the discrete network of a ``train`` checkpoint ``state`` (read from ``path``)."""
+    space = space_from_state(state["space"], state["data_shape"], options)
+    model = space.build_network(state["architecture"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise UserError(f"{path} does not match its architecture: {str(error).splitlines()[0]}") from None
+    return space, model
+
+
 def load_supernet(run_dir: Path) -> tuple[RunConfig, SearchSpace, nn.Module]:
     """Return the config, the space and the trained supernet of the search run in ``run_dir``."""
     cfg = load_config(run_dir)

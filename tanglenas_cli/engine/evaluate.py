@@ -13,7 +13,7 @@ from tanglenas_cli.data import build_datasets, search_splits
 from tanglenas_cli.data.tokens import TokenWindows
 from tanglenas_cli.engine import run_dir as files
 from tanglenas_cli.engine.checkpoint import load_checkpoint
-from tanglenas_cli.engine.derive import space_from_state
+from tanglenas_cli.engine.derive import trained_network
 from tanglenas_cli.engine.evaluation import count_parameters, evaluate
 from tanglenas_cli.engine.loaders import epoch_loader
 from tanglenas_cli.engine.train import holdout_split
@@ -29,12 +29,7 @@ def run_eval(
     cfg = validate_config(state["config"])
     if data_root is not None:
         cfg = cfg.model_copy(update={"data_root": data_root})
-    space = space_from_state(state["space"], state["data_shape"], cfg.space_options)
-    model = space.build_network(state["architecture"])
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        raise UserError(f"{path} does not match its architecture: {str(error).splitlines()[0]}") from None
+    space, model = trained_network(path, state, cfg.space_options)
     root = resolve_data_root(cfg)
     train_set, test_set, _ = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=False)
     dataset = test_set if split == "test" else validation_split(cfg, train_set, root)

@@ -22,7 +22,7 @@ from tanglenas_cli.data.text import Tokenizer, make_tokenizer
 from tanglenas_cli.data.tokens import TOKEN_DATASETS, corpus_dir, read_meta
 from tanglenas_cli.engine import run_dir as files
 from tanglenas_cli.engine.checkpoint import load_checkpoint
-from tanglenas_cli.engine.derive import space_from_state
+from tanglenas_cli.engine.derive import trained_network
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.spaces import SPACE_REGISTRY
 
@@ -142,12 +142,7 @@ def run_sample(checkpoint: Path, prompt: str, max_new_tokens: int = 200, tempera
             f"{path} predicts {vocab} tokens but its corpus' {tokenizer.name} tokenizer has "
             f"{tokenizer.vocab_size}: the corpus under the data root is not the one it was trained on"
         )
-    space = space_from_state(state["space"], state["data_shape"], cfg.space_options)
-    model = space.build_network(state["architecture"])
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        raise UserError(f"{path} does not match its architecture: {str(error).splitlines()[0]}") from None
+    _, model = trained_network(path, state, cfg.space_options)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     generator = torch.Generator(device=device).manual_seed(seed)
