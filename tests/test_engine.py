@@ -116,6 +116,7 @@ def test_train_then_eval(searched: Path, tmp_path: Path):
     summary = json.loads((out / "summary.json").read_text())
     assert metrics["samples"] == 360 and metrics["params"] == summary["params"]
     assert abs(metrics["top1"] - summary["test_acc"]) < 1e-3
+    assert metrics["macs"] > metrics["params"] and metrics["input"] == "1x12x12"  # the run's digits size
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes((out / "model.pt").read_bytes()[:500])
     bad = invoke("eval", corrupt)

@@ -236,6 +236,7 @@ def test_train_eval_and_sample_the_derived_gpt(corpus_root: Path, lm_run: Path):
     metrics = json.loads(result.output)
     assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]), rel=1e-3)
     assert metrics["tokens"] == metrics["samples"] * 64 and 0 < metrics["token_top1"] < 100
+    assert metrics["input"] == "64" and metrics["macs"] > 0
     result = invoke("sample", trained, "--prompt", "ROMEO:", "--tokens", "20", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["text"].startswith("ROMEO:")

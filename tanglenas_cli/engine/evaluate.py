@@ -15,6 +15,7 @@ from tanglenas_cli.engine import run_dir as files
 from tanglenas_cli.engine.checkpoint import load_checkpoint
 from tanglenas_cli.engine.derive import trained_network
 from tanglenas_cli.engine.evaluation import count_parameters, evaluate
+from tanglenas_cli.engine.flops import count_flops
 from tanglenas_cli.engine.loaders import epoch_loader
 from tanglenas_cli.engine.train import holdout_split
 from tanglenas_cli.errors import UserError
@@ -61,6 +62,9 @@ def run_eval(
             "loss": round(metrics["loss"], 5),
         })  # fmt: skip
     result["params"] = count_parameters(model)
+    # multiply-adds of one input at the trained resolution (one block of tokens for language models)
+    result["macs"] = count_flops(space, model) // 2
+    result["input"] = "x".join(str(int(v)) for v in state["data_shape"]["input_shape"])
     return result
 
 
