@@ -28,6 +28,18 @@ from tanglenas_cli.spaces.base import DataShape, choices_by_name
 from tanglenas_cli.spaces.mobilenetv3 import STAGE_SE, VARIANTS
 
 TINY = VARIANTS["tiny"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tensors are small: on a loaded 2-core machine two intra-op threads mostly spin-wait (the module
+    then takes minutes instead of seconds), so this module runs single-threaded."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 COMBOS = list(itertools.product(TINY["expand_ratio"], TINY["kernel_size"]))  # (e, k): 4 per block
 
 
@@ -312,7 +324,8 @@ def test_search_then_train_inheriting_the_supernet_subnet(tmp_path):
     from tanglenas_cli.cli import app
 
     settings = ["dataset_options.size=32", "dataset_options.channels=3", "logging.progress=false", "epochs=1",
-                "space_options.variant=tiny"]  # fmt: skip
+                "space_options.variant=tiny", "train_subset=64", "batch_size=16", "steps_per_epoch=2",
+                "eval_batches=2"]  # fmt: skip
     common = [part for setting in settings for part in ("--set", setting)]
     run = tmp_path / "run"
     searched = CliRunner().invoke(
