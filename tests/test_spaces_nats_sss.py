@@ -61,3 +61,20 @@ def test_entangled_batch_norm_mixture_is_the_masked_norm():
         1, 4, 1, 1
     )
     torch.testing.assert_close(norm(x), expected)
+
+
+def test_entangled_batch_norm_direct_path_averages_cumulatively_without_momentum():
+    """momentum=None (the BN recalibration of the post-hoc search) is a plain mean, as in nn.BatchNorm2d."""
+    from tanglenas_cli.nas import Choice
+
+    choice = Choice("width", [2, 4])
+    norm = EntangledBatchNorm2d(choice, [2, 4], affine=False)
+    norm.norm.reset_running_stats()
+    norm.norm.momentum = None
+    choice.set_mixing(torch.tensor([1.0, 0.0]), 0)
+    batches = [torch.randn(6, 4, 3, 3) + shift for shift in (0.0, 2.0, 5.0)]
+    for x in batches:
+        norm(x)
+    means = torch.stack([x[:, :2].mean((0, 2, 3)) for x in batches]).mean(0)
+    torch.testing.assert_close(norm.norm.running_mean[:2], means)
+    assert torch.equal(norm.norm.running_mean[2:], torch.zeros(2))

@@ -52,8 +52,11 @@ class EntangledBatchNorm2d(EntangledLayer):
         x = x[:, :channels]
         norm = self.norm
         use_batch_stats = norm.training or norm.running_mean is None
+        factor = norm.momentum if norm.momentum is not None else 0.0
         if norm.training and norm.num_batches_tracked is not None:
             norm.num_batches_tracked.add_(1)
+            if norm.momentum is None:  # a cumulative average, as nn.BatchNorm2d (BN recalibration)
+                factor = 1.0 / float(norm.num_batches_tracked)
         output = F.batch_norm(
             x,
             None if norm.running_mean is None else norm.running_mean[:channels],
@@ -61,7 +64,7 @@ class EntangledBatchNorm2d(EntangledLayer):
             None if norm.weight is None else norm.weight[:channels],
             None if norm.bias is None else norm.bias[:channels],
             use_batch_stats,
-            norm.momentum if norm.momentum is not None else 0.1,
+            factor,
             norm.eps,
         )
         return output * scale
