@@ -86,6 +86,10 @@ class SearchSpace:
         """Copy ``network``'s weights out of a trained supernet's state dict (``train --inherit``)."""
         raise UserError(f"space {self.name!r} cannot inherit supernet weights; train from scratch")
 
+    def load_pretrained(self, supernet: nn.Module, path: Any) -> dict[str, Any]:
+        """Initialise ``supernet`` from a released checkpoint (``search --init-from``); return a summary."""
+        raise UserError(f"space {self.name!r} has no pretrained checkpoint format to --init-from")
+
     def spos_subsets(self) -> list[list[str]] | None:
         """Return groups of choice names of which SPOS keeps only some per sample (None: no groups)."""
         return None

@@ -211,6 +211,12 @@ class MobileNetV3Space(SearchSpace):
         ]
         return self._network(depths, blocks)
 
+    def load_pretrained(self, supernet: nn.Module, path: Any) -> dict[str, Any]:
+        """Initialise the supernet from a released OFA MobileNetV3 checkpoint (paper variant, width 1.0)."""
+        from tanglenas_cli.spaces.ofa_checkpoint import load_ofa_checkpoint
+
+        return load_ofa_checkpoint(supernet, path)
+
     def inherit_weights(self, supernet_state: Mapping[str, Any], network: nn.Module) -> None:
         """Prefix slices of every tensor; depthwise kernels derived through the supernet's transforms."""
         state = dict(supernet_state)
