@@ -108,12 +108,20 @@ class RunConfig(_Section):
     dataset: str
     data_root: Path | None = None
     train_portion: Annotated[float, Strict(), Field(gt=0, le=1)] = 0.5
+    # Hold out a fixed random set of this many training images (seed 0) for the architecture instead of
+    # the contiguous train_portion split (OFA / TangleNAS hold out 10,000 ImageNet images); image data only.
+    arch_split_size: PositiveInt | None = None
+    # alternating: arch step on an arch-split batch, then weight step on a training batch; simultaneous
+    # (MobileNetV3 / OFA): one backward of the training loss feeds both optimizers, no arch split needed.
+    search_strategy: Literal["alternating", "simultaneous"] = "alternating"
     epochs: PositiveInt = 50
     batch_size: PositiveInt = 64
     seed: Annotated[int, Strict(), Field(ge=0, lt=2**32)] = 9001
     entangle: StrictBool = True
     out_dir: Path | None = None
     num_workers: NonNegativeInt = 0
+    # Page-locked batches from every data loader (faster host-to-GPU copies); ignored without a GPU.
+    pin_memory: StrictBool = False
     # Search on a fixed random subset of this many training images (token corpora: the first this many
     # blocks) for quick runs; None = all of them.
     train_subset: PositiveInt | None = None
@@ -156,6 +164,15 @@ class RunConfig(_Section):
     @classmethod
     def _known_dataset(cls, value: str) -> str:
         return _check_known("dataset", value, DATASETS)
+
+    @model_validator(mode="after")
+    def _strategy_fits(self) -> "RunConfig":
+        if self.search_strategy == "simultaneous" and self.optimizer == "darts_v2":
+            raise invalid_error(
+                "search_strategy=simultaneous takes first-order arch steps on the training batch;"
+                " darts_v2 (second order) needs search_strategy=alternating (or use darts_v1)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> "RunConfig":

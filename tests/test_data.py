@@ -448,15 +448,12 @@ def test_imagefolder_missing_layout(tmp_path):
 # names, prepare for in-memory datasets, data root
 
 
-def test_unknown_and_not_yet_available_datasets(tmp_path):
+def test_unknown_datasets(tmp_path):
     with pytest.raises(UserError) as caught:
         build_datasets("mnist", tmp_path)
     assert "'mnist'" in str(caught.value) and all(name in str(caught.value) for name in DATASET_NAMES)
     with pytest.raises(UserError, match="unknown dataset 'mnist'"):
         run_prepare("mnist", tmp_path)
-    for name in ("imagenet",):
-        with pytest.raises(UserError, match=f"dataset '{name}' is not available yet"):
-            build_datasets(name, tmp_path)
 
 
 def test_prepare_in_memory_datasets_writes_nothing(tmp_path):

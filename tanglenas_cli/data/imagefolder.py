@@ -41,25 +41,30 @@ DEFAULTS: dict[str, Any] = {
 LAYOUT = "ROOT/train/<class>/<image> and ROOT/test/<class>/<image> (same class folders in both)"
 
 
-def _scan(split_dir: Path) -> ImageFolder:
+def _scan(split_dir: Path, layout: str = LAYOUT) -> ImageFolder:
     try:
         return ImageFolder(str(split_dir))
     except (FileNotFoundError, OSError) as error:
         raise UserError(
-            f"no images found under {split_dir} ({one_line(error, 100)}); expected {LAYOUT}"
+            f"no images found under {split_dir} ({one_line(error, 100)}); expected {layout}"
         ) from None
 
 
-def _check_layout(root: Path, hint: str) -> tuple[ImageFolder, ImageFolder]:
-    missing = [str(root / split) for split in SPLITS if not (root / split).is_dir()]
+def check_layout(
+    root: Path, hint: str, splits: tuple[str, str] = SPLITS, layout: str = LAYOUT
+) -> tuple[ImageFolder, ImageFolder]:
+    """Return the two splits of ``root`` (``train`` and ``test``, or e.g. ``val``) as ImageFolders.
+
+    UserError when a split folder is missing, holds no images, or the class folders differ.
+    """
+    missing = [str(root / split) for split in splits if not (root / split).is_dir()]
     if missing:
-        raise UserError(f"image folder not found: {', '.join(missing)} missing; expected {LAYOUT}; {hint}")
-    train, test = _scan(root / "train"), _scan(root / "test")
+        raise UserError(f"image folder not found: {', '.join(missing)} missing; expected {layout}; {hint}")
+    train, test = _scan(root / splits[0], layout), _scan(root / splits[1], layout)
     if train.classes != test.classes:
-        only = sorted(set(train.classes) ^ set(test.classes))
-        raise UserError(
-            f"{root}: train/ and test/ need the same class folders; differing: {', '.join(only[:5])}"
-        )
+        only = ", ".join(sorted(set(train.classes) ^ set(test.classes))[:5])
+        pair = f"{splits[0]}/ and {splits[1]}/"
+        raise UserError(f"{root}: {pair} need the same class folders; differing: {only}")
     return train, test
 
 
@@ -72,7 +77,7 @@ def _native_size(path: str) -> tuple[int, int]:
     return height, width
 
 
-def _mix_classes(folder: ImageFolder) -> None:
+def mix_classes(folder: ImageFolder) -> None:
     """Put the samples in a fixed random order (seed 0); ImageFolder lists them class by class.
 
     Contiguous splits (the weight / arch split of a search, ``val_portion``) and the first batches of an
@@ -99,9 +104,9 @@ def build_imagefolder(
     mean = floats_option(NAME, "mean", settings["mean"], CHANNELS)
     std = floats_option(NAME, "std", settings["std"], CHANNELS, positive=True)
     size = None if settings["size"] is None else int_option(NAME, "size", settings["size"], minimum=1)
-    train, test = _check_layout(root, hint)
-    _mix_classes(train)
-    _mix_classes(test)
+    train, test = check_layout(root, hint)
+    mix_classes(train)
+    mix_classes(test)
     height, width = _native_size(train.samples[0][0]) if size is None else (size, size)
     resize_normalise = [
         transforms.Resize((height, width)),
@@ -130,36 +135,44 @@ def build_imagefolder(
     return train, test, info
 
 
-def _find_root(folder: Path) -> Path | None:
+def _find_root(folder: Path, splits: tuple[str, str] = SPLITS) -> Path | None:
     candidates = [folder, *sorted(child for child in folder.iterdir() if child.is_dir())]
     for candidate in candidates:
-        if all((candidate / split).is_dir() for split in SPLITS):
+        if all((candidate / split).is_dir() for split in splits):
             return candidate
     return None
 
 
-def prepare_imagefolder(data_root: Path, source: Path | None = None) -> str:
-    """Copy (folder) or safely extract (tar) `source` holding train/ and test/ into DATA_ROOT/imagefolder."""
+def prepare_image_tree(
+    name: str, data_root: Path, source: Path | None, splits: tuple[str, str] = SPLITS, layout: str = LAYOUT
+) -> str:
+    """Copy (folder) or safely extract (tar) `source` holding the two `splits` into DATA_ROOT/`name`."""
+    folders = f"{splits[0]}/ and {splits[1]}/"
     if source is None:
-        raise UserError(f"imagefolder needs --from DIR_OR_TAR holding {LAYOUT.replace('ROOT/', '')}")
+        raise UserError(f"{name} needs --from DIR_OR_TAR holding {layout.replace('ROOT/', '')}")
     source = Path(source).expanduser()
-    target = dataset_dir(data_root, NAME)
+    target = dataset_dir(data_root, name)
     with staging_dir(Path(data_root).expanduser()) as staging:
         unpacked = staging / "unpacked"
         if source.is_dir():
-            found = _find_root(source)
+            found = _find_root(source, splits)
             if found is None:
-                raise UserError(f"--from {source} holds no train/ and test/ folders; expected {LAYOUT}")
+                raise UserError(f"--from {source} holds no {folders} folders; expected {layout}")
             copy_tree(found, unpacked)
             root: Path | None = unpacked
         elif is_tar_archive(source):
             safe_extract_tar(source, unpacked)
-            root = _find_root(unpacked)
+            root = _find_root(unpacked, splits)
             if root is None:
-                raise UserError(f"--from {source} holds no train/ and test/ folders; expected {LAYOUT}")
+                raise UserError(f"--from {source} holds no {folders} folders; expected {layout}")
         else:
-            raise UserError(f"--from {source} must be a folder or a tar archive holding train/ and test/")
-        train, test = _check_layout(root, f"check --from {source}")
+            raise UserError(f"--from {source} must be a folder or a tar archive holding {folders}")
+        train, held = check_layout(root, f"check --from {source}", splits, layout)
         replace_dir(root, target)
-    classes = len(train.classes)
-    return f"imagefolder: {len(train):,} train / {len(test):,} test images, {classes} classes, in {target}"
+    counts = f"{len(train):,} {splits[0]} / {len(held):,} {splits[1]} images"
+    return f"{name}: {counts}, {len(train.classes)} classes, in {target}"
+
+
+def prepare_imagefolder(data_root: Path, source: Path | None = None) -> str:
+    """Copy (folder) or safely extract (tar) `source` holding train/ and test/ into DATA_ROOT/imagefolder."""
+    return prepare_image_tree(NAME, data_root, source)

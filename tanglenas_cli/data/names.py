@@ -12,11 +12,12 @@ AVAILABLE: tuple[str, ...] = (
     "cifar10",
     "cifar100",
     "imagenet16-120",
+    "imagenet",
     "imagefolder",
     "text",
     "tinystories",
 )
-NOT_YET_AVAILABLE: tuple[str, ...] = ("imagenet",)
+NOT_YET_AVAILABLE: tuple[str, ...] = ()
 DATASET_NAMES: tuple[str, ...] = DATASETS
 
 

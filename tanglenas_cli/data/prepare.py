@@ -7,6 +7,7 @@ from pathlib import Path
 from tanglenas_cli.data.cifar import prepare_cifar
 from tanglenas_cli.data.fashion_mnist import prepare_fashion_mnist
 from tanglenas_cli.data.imagefolder import prepare_imagefolder
+from tanglenas_cli.data.imagenet import prepare_imagenet
 from tanglenas_cli.data.imagenet16 import prepare_imagenet16
 from tanglenas_cli.data.names import check_available
 from tanglenas_cli.errors import UserError
@@ -32,4 +33,6 @@ def run_prepare(dataset: str, data_root: Path, source: Path | None = None) -> st
         return prepare_cifar(dataset, data_root, source)
     if dataset == "imagenet16-120":
         return prepare_imagenet16(data_root, source)
+    if dataset == "imagenet":
+        return prepare_imagenet(data_root, source)
     return prepare_imagefolder(data_root, source)

@@ -12,6 +12,7 @@ from tanglenas_cli.data.cifar import build_cifar
 from tanglenas_cli.data.digits import build_digits
 from tanglenas_cli.data.fashion_mnist import build_fashion_mnist
 from tanglenas_cli.data.imagefolder import build_imagefolder
+from tanglenas_cli.data.imagenet import build_imagenet
 from tanglenas_cli.data.imagenet16 import build_imagenet16
 from tanglenas_cli.data.info import DatasetInfo
 from tanglenas_cli.data.names import check_available
@@ -37,4 +38,6 @@ def build_datasets(
         return build_token_datasets(name, data_root, options)
     if name == "imagenet16-120":
         return build_imagenet16(data_root, options, augment)
+    if name == "imagenet":
+        return build_imagenet(data_root, options, augment)
     return build_imagefolder(data_root, options, augment)

@@ -22,7 +22,11 @@ from tanglenas_cli.spaces.base import DataShape, SearchSpace
 
 @dataclass
 class SearchData:
-    """The three splits of a search: weights (augmented), arch (augmented), and arch for validation."""
+    """The three splits of a search: weights (augmented), arch (augmented), and arch for validation.
+
+    With no arch split (``train_portion=1`` under ``search_strategy=simultaneous``) the search
+    validates on the dataset's test split.
+    """
 
     weight_split: Dataset
     arch_split: Dataset
@@ -30,24 +34,57 @@ class SearchData:
     info: DatasetInfo
 
 
+def arch_holdout(size: int, arch_split_size: int) -> tuple[list[int], list[int]]:
+    """Return (weight indices, arch indices): ``arch_split_size`` of ``range(size)`` drawn with seed 0.
+
+    The arch indices keep their random order (a partial validation pass still sees every class); the
+    weight indices, the rest, are sorted.
+    """
+    if arch_split_size >= size:
+        raise UserError(
+            f"arch_split_size={arch_split_size} must be below the {size:,} training items"
+            " (the rest trains the weights)"
+        )
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(0))
+    held = order[:arch_split_size].tolist()
+    return sorted(order[arch_split_size:].tolist()), held
+
+
 def load_search_data(cfg: RunConfig) -> SearchData:
-    """Return the weight / arch splits of the training set (first ``train_portion`` / the rest)."""
+    """Return the weight / arch splits of the training set and the (unaugmented) validation split.
+
+    The arch split is the last ``1 - train_portion`` of the training set, or, with ``arch_split_size``,
+    that many items drawn at random (seed 0); validation uses the same items without augmentation.
+    """
     root = resolve_data_root(cfg)
-    train_set, _, info = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=True)
-    plain_train, _, _ = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=False)
+    train_set, test_set, info = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=True)
     if isinstance(train_set, TokenWindows):  # contiguous token ranges; validation on whole blocks
+        if cfg.arch_split_size is not None:
+            raise UserError(
+                f"arch_split_size holds out images; {cfg.dataset} is a token corpus, split by train_portion"
+                " (remove arch_split_size)"
+            )
         if cfg.train_subset is not None:
             train_set = train_set.head(cfg.train_subset * train_set.block_size)
+        if cfg.train_portion == 1:  # no arch split (simultaneous search): validate on the test tokens
+            return SearchData(train_set, Subset(train_set, []), test_set, info)
         weight_tokens, arch_tokens = search_splits(train_set, cfg.train_portion)
         return SearchData(weight_tokens, arch_tokens, arch_tokens.blocks(), info)  # type: ignore[attr-defined]
+    plain_train, _, _ = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=False)
     if cfg.train_subset is not None and cfg.train_subset < len(train_set):
         order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))
         chosen = order[: cfg.train_subset].tolist()
         train_set, plain_train = Subset(train_set, chosen), Subset(plain_train, chosen)
-    weight_split, arch_split = search_splits(train_set, cfg.train_portion)
-    valid_split = Subset(plain_train, list(arch_split.indices))
+    if cfg.arch_split_size is not None:
+        weight_indices, arch_indices = arch_holdout(len(train_set), cfg.arch_split_size)
+        weight_split, arch_split = Subset(train_set, weight_indices), Subset(train_set, arch_indices)
+    else:
+        weight_split, arch_split = search_splits(train_set, cfg.train_portion)
     if len(weight_split) == 0:
         raise UserError(f"train_portion={cfg.train_portion} leaves no training data for the weights")
+    if len(arch_split) == 0:  # no arch split (simultaneous search): validate on the test split
+        return SearchData(weight_split, arch_split, test_set, info)
+    valid_split = Subset(plain_train, list(arch_split.indices))
     return SearchData(weight_split, arch_split, valid_split, info)
 
 

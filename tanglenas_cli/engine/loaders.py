@@ -2,6 +2,8 @@
 
 With several data-parallel processes every process draws the same permutation and the same global
 batches of ``batch_size * world`` samples; process ``rank`` takes every ``world``-th sample of each.
+A dataset with a per-batch transform (ImageNet's per-batch resolution) gets it in the loader's collate
+step, keyed by (loader seed, global batch number), so resumed loaders draw the same resolutions.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
+from tanglenas_cli.data.imagenet import BatchResolutions, batch_transform_of
 from tanglenas_cli.data.tokens import TokenWindows
 from tanglenas_cli.nas.architect import MicroBatches
 
@@ -61,6 +64,49 @@ class ShardedBatches(Sampler[list[int]]):
         return full + (1 if rest and rest >= self.world else 0)
 
 
+class _NumberedSamples(Dataset):
+    """``dataset`` indexed by ``(index, batch number)``: item ``(i, n)`` is ``(*dataset[i], n)``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Any, ...]:
+        index, number = key
+        return (*self.dataset[index], number)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+
+class _NumberedBatches(Sampler[list[tuple[int, int]]]):
+    """The batches of ``batches`` with each index paired with its global batch number (from ``first``)."""
+
+    def __init__(self, batches: ShardedBatches, first: int) -> None:
+        self.batches, self.first = batches, first
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for number, batch in enumerate(self.batches, start=self.first):
+            yield [(index, number) for index in batch]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class ResizingCollate:
+    """Collate samples ``(input, target, batch number)`` and resize the inputs to the batch's resolution.
+
+    Runs in the loader's workers; the resolution depends only on the loader's ``seed`` and the number.
+    """
+
+    def __init__(self, transform: BatchResolutions, seed: int) -> None:
+        self.transform, self.seed = transform, seed
+
+    def __call__(self, samples: list[tuple[Any, ...]]) -> list[Any]:
+        number = samples[0][-1]
+        inputs, *rest = default_collate([sample[:-1] for sample in samples])
+        return [self.transform(inputs, self.transform.size_for(self.seed, number)), *rest]
+
+
 def epoch_loader(
     dataset: Dataset,
     batch_size: int,
@@ -70,18 +116,34 @@ def epoch_loader(
     start: int = 0,
     rank: int = 0,
     world: int = 1,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """Return a loader over ``dataset`` whose order is fixed by ``seed`` (skipping ``start`` samples).
 
     ``batch_size`` is per process: with ``world`` processes a step covers ``batch_size * world`` samples.
+    A per-batch transform of the dataset (see :func:`batch_transform_of`) resizes batch ``n`` of the
+    pass (counted from the first, also when ``start`` skips some) to the resolution of ``(seed, n)``.
     """
     order = SeededPermutation(len(dataset), seed, start) if shuffle else range(start, len(dataset))
+    batches = ShardedBatches(order, batch_size, rank, world)
+    transform = batch_transform_of(dataset)
+    if transform is None:
+        return DataLoader(
+            dataset,
+            batch_sampler=batches,
+            num_workers=num_workers,
+            generator=torch.Generator().manual_seed(seed),
+            persistent_workers=False,
+            pin_memory=pin_memory,
+        )
     return DataLoader(
-        dataset,
-        batch_sampler=ShardedBatches(order, batch_size, rank, world),
+        _NumberedSamples(dataset),
+        batch_sampler=_NumberedBatches(batches, first=start // (batch_size * world)),
         num_workers=num_workers,
+        collate_fn=ResizingCollate(transform, seed),
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=False,
+        pin_memory=pin_memory,
     )
 
 
@@ -99,11 +161,12 @@ class CyclingLoader:
         num_workers: int = 0,
         rank: int = 0,
         world: int = 1,
+        pin_memory: bool = False,
     ) -> None:
         if len(dataset) < world:
             raise ValueError("cannot cycle over a dataset with fewer samples than processes")
         self.dataset, self.batch_size, self.seed, self.num_workers = dataset, batch_size, seed, num_workers
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.pin_memory = rank, world, pin_memory
         self.cycle, self.consumed = 0, 0  # passes completed, batches taken in the current pass
         self._iterator: Iterator[Any] | None = None
 
@@ -116,6 +179,7 @@ class CyclingLoader:
             start=self.consumed * self.batch_size * self.world,
             rank=self.rank,
             world=self.world,
+            pin_memory=self.pin_memory,
         )
         self._iterator = iter(loader)
 
@@ -152,11 +216,10 @@ class WindowStream:
     global batch of ``batch_size * world`` offsets and takes every ``world``-th one from ``rank``.
     """
 
-    def __init__(
-        self, dataset: TokenWindows, batch_size: int, seed: int, rank: int = 0, world: int = 1
-    ) -> None:
+    def __init__(self, dataset: TokenWindows, batch_size: int, seed: int, rank: int = 0, world: int = 1,
+                 pin_memory: bool = False) -> None:  # fmt: skip
         self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.pin_memory = rank, world, pin_memory
         self.consumed = 0
 
     def __next__(self) -> list[torch.Tensor]:
@@ -164,7 +227,10 @@ class WindowStream:
         starts = torch.randint(len(self.dataset), (self.batch_size * self.world,), generator=generator)
         self.consumed += 1
         items = [self.dataset[int(i)] for i in starts[self.rank :: self.world]]
-        return [torch.stack(column) for column in zip(*items, strict=True)]
+        batch = [torch.stack(column) for column in zip(*items, strict=True)]
+        if self.pin_memory and torch.cuda.is_available():
+            batch = [tensor.pin_memory() for tensor in batch]
+        return batch
 
     def __iter__(self) -> WindowStream:
         return self
@@ -179,12 +245,18 @@ class WindowStream:
 
 
 def batch_stream(
-    dataset: Dataset, batch_size: int, seed: int, num_workers: int = 0, rank: int = 0, world: int = 1
+    dataset: Dataset,
+    batch_size: int,
+    seed: int,
+    num_workers: int = 0,
+    rank: int = 0,
+    world: int = 1,
+    pin_memory: bool = False,
 ) -> CyclingLoader | WindowStream:
     """Return an endless stream over ``dataset``: random windows of a token corpus, else seeded passes."""
     if isinstance(dataset, TokenWindows):
-        return WindowStream(dataset, batch_size, seed, rank, world)
-    return CyclingLoader(dataset, batch_size, seed, num_workers, rank, world)
+        return WindowStream(dataset, batch_size, seed, rank, world, pin_memory)
+    return CyclingLoader(dataset, batch_size, seed, num_workers, rank, world, pin_memory)
 
 
 class WeightBatches:
@@ -196,13 +268,15 @@ class WeightBatches:
 
     def __init__(self, dataset: Dataset, batch_size: int, seed: int, *, grad_accum: int = 1,
                  steps_per_epoch: int | None = None, num_workers: int = 0, rank: int = 0,
-                 world: int = 1) -> None:  # fmt: skip
+                 world: int = 1, pin_memory: bool = False) -> None:  # fmt: skip
         self.dataset, self.batch_size, self.seed, self.accum = dataset, batch_size, seed, grad_accum
-        self.num_workers, self.rank, self.world = num_workers, rank, world
+        self.num_workers, self.rank, self.world, self.pin_memory = num_workers, rank, world, pin_memory
         self.stream: CyclingLoader | WindowStream | None = None
         if steps_per_epoch is not None or isinstance(dataset, TokenWindows):
             # its own seed: the arch split's stream is seeded by the run's seed too
-            self.stream = batch_stream(dataset, batch_size, seed + 7_919, num_workers, rank, world)
+            self.stream = batch_stream(
+                dataset, batch_size, seed + 7_919, num_workers, rank, world, pin_memory
+            )
             tokens_pass = getattr(dataset, "blocks_per_pass", 0) // (batch_size * world * grad_accum)
             self.steps = steps_per_epoch or max(1, tokens_pass)
         else:
@@ -216,7 +290,8 @@ class WeightBatches:
                 yield MicroBatches(next(self.stream) for _ in range(self.accum))
             return
         loader = epoch_loader(self.dataset, self.batch_size, seed=self.seed * 1_000 + epoch,
-                              num_workers=self.num_workers, rank=self.rank, world=self.world)  # fmt: skip
+                              num_workers=self.num_workers, rank=self.rank, world=self.world,
+                              pin_memory=self.pin_memory)  # fmt: skip
         group = MicroBatches()
         for batch in loader:
             group.append(batch)

@@ -50,18 +50,34 @@ class StepGuard:
     def step(self, optimizer: torch.optim.Optimizer, params: Sequence[Tensor], clip: float | None,
              where: str) -> bool:  # fmt: skip
         """Clip and take the optimizer step; return False (and count it) when the step was skipped."""
-        if self.scaler is not None:
-            self.scaler.unscale_(optimizer)
-        # with clip=None the norm is only measured (max_norm=inf leaves the gradients unchanged)
-        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else math.inf)
-        finite = self._loss_finite and bool(torch.isfinite(norm))
+        return self.step_all([(optimizer, params, clip)], where)
+
+    def step_all(
+        self, steps: Sequence[tuple[torch.optim.Optimizer, Sequence[Tensor], float | None]], where: str
+    ) -> bool:
+        """Clip and step several optimizers whose gradients came from the same backward passes.
+
+        Each ``(optimizer, params, clip)`` is clipped on its own; if the loss or any gradient is
+        NaN/inf, none of them steps (counted as one skipped step). Return whether they stepped.
+        """
+        finite = self._loss_finite
         self._loss_finite = True
+        for optimizer, params, clip in steps:
+            if self.scaler is not None:
+                self.scaler.unscale_(optimizer)
+            # with clip=None the norm is only measured (max_norm=inf leaves the gradients unchanged)
+            norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else math.inf)
+            finite = finite and bool(torch.isfinite(norm))
         if self.scaler is not None:
-            self.scaler.step(optimizer)  # skips by itself on inf/NaN gradients
+            for optimizer, _, _ in steps:
+                if finite or len(steps) == 1:
+                    self.scaler.step(optimizer)  # skips by itself on inf/NaN gradients
             self.scaler.update()
         elif finite:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+            for optimizer, _, _ in steps:
+                optimizer.step()
+        for optimizer, _, _ in steps:
+            optimizer.zero_grad(set_to_none=True)
         if finite:
             self.in_a_row = 0
             return True

@@ -1,4 +1,8 @@
-"""The bilevel search loop, one for every space: arch step on an arch-split batch, then weight step.
+"""The bilevel search loop, one for every space.
+
+``search_strategy=alternating``: an arch step on an arch-split batch, then a weight step on a training
+batch. ``simultaneous`` (MobileNetV3 / OFA): one backward of the training loss (plus the sampler's
+regulariser) fills the gradients of the weights and of the logits; both optimizers step.
 
 Writes the run directory (config.yaml, metrics.jsonl, trajectory.jsonl, checkpoint.pt, arch.yaml,
 summary.json, mixing_weights.png). A checkpoint is written atomically after every epoch; ``--resume``
@@ -96,7 +100,7 @@ class SearchRun:
         self.batches = WeightBatches(
             self.data.weight_split, cfg.batch_size, cfg.seed, grad_accum=cfg.grad_accum,
             steps_per_epoch=cfg.steps_per_epoch, num_workers=cfg.num_workers, rank=self.cluster.rank,
-            world=self.cluster.world,
+            world=self.cluster.world, pin_memory=cfg.pin_memory,
         )  # fmt: skip
         self.schedule = LearningRateSchedule(cfg, self.weight_optimizer, self.batches.steps)
         self.architect = Architect(
@@ -112,13 +116,19 @@ class SearchRun:
             grad_clip=cfg.arch_optimizer.grad_clip,
         )
         self.trains_logits = self.sampler.trains_logits
+        # simultaneous: the logits learn from the training batches' backward; no arch-split batches
+        self.simultaneous = cfg.search_strategy == "simultaneous" and self.trains_logits
         self.arch_stream = None
-        if self.trains_logits:
+        if self.trains_logits and not self.simultaneous:
             if len(self.data.arch_split) == 0:
-                raise UserError(f"train_portion={cfg.train_portion} leaves no arch split for {cfg.optimizer}")
+                raise UserError(
+                    f"train_portion={cfg.train_portion} leaves no arch split for {cfg.optimizer}"
+                    " (search_strategy=simultaneous needs none)"
+                )
             self.arch_stream = batch_stream(
-                self.data.arch_split, cfg.batch_size, cfg.seed, cfg.num_workers, *self._shard
-            )
+                self.data.arch_split, cfg.batch_size, cfg.seed, cfg.num_workers, *self._shard,
+                pin_memory=cfg.pin_memory,
+            )  # fmt: skip
         self.lookup = BenchmarkLookup.for_config(cfg, self.space)
         self.start_epoch = 0
         if checkpoint is not None:
@@ -167,8 +177,11 @@ class SearchRun:
 
     def _restore(self, state: dict[str, Any]) -> None:
         saved = state.get("config", {})
-        for key in ("space", "optimizer", "dataset", "entangle", "space_options", "dataset_options"):
-            if saved.get(key) != self.cfg.model_dump(mode="json").get(key):
+        current = self.cfg.model_dump(mode="json")
+        added_later = {"arch_split_size": None, "search_strategy": "alternating"}  # older checkpoints: absent
+        for key in ("space", "optimizer", "dataset", "entangle", "space_options", "dataset_options",
+                    *added_later):  # fmt: skip
+            if saved.get(key, added_later.get(key)) != current.get(key):
                 raise UserError(f"cannot resume: {key} differs from the checkpoint's ({saved.get(key)!r})")
         try:
             self.model.load_state_dict(state["model"])
@@ -189,19 +202,34 @@ class SearchRun:
                 files.truncate(self.out / name, int(size))
         self.start_epoch = int(state["epoch"])
 
-    def _weight_step(self, micro: MicroBatches, totals: dict[str, float]) -> Tensor:
-        """Accumulate the weight gradients of ``micro`` (one backward per micro-batch); return the loss."""
+    def _weight_step(
+        self, micro: MicroBatches, totals: dict[str, float], with_logits: bool = False
+    ) -> Tensor:
+        """Accumulate the weight gradients of ``micro`` (one backward per micro-batch); return the loss.
+
+        ``with_logits`` (simultaneous strategy): the same backward also fills the logits' gradients, and
+        the sampler's regulariser is added to the loss (once per step: a share per micro-batch).
+        """
         params = self.architect.weight_params
+        if with_logits:
+            params = params + self.architect.arch_params
         step_loss = torch.zeros((), device=self.device)
         local = 0
+        non_blocking = self.cfg.pin_memory and self.device.type == "cuda"
         for inputs, targets in micro:
-            inputs, targets = inputs.to(self.device), targets.to(self.device)
+            inputs = inputs.to(self.device, non_blocking=non_blocking)
+            targets = targets.to(self.device, non_blocking=non_blocking)
             self.sampler.sample(self.choices.values())  # every forward draws its own sample
             mixed, soft = self.weight_loss.mix(inputs, targets)
             with self.accelerator.autocast():
                 logits = self.model(mixed).float()
             loss = self.weight_loss.loss(logits, targets, soft)
-            self.guard.backward(loss / len(micro), params)
+            objective = loss
+            if with_logits:
+                regularization = self.sampler.regularization(self.choices.values())
+                if regularization is not None:
+                    objective = loss + regularization
+            self.guard.backward(objective / len(micro), params)
             step_loss += loss.detach() / len(micro)
             flat_logits, flat_targets = flatten_tokens(logits.detach(), targets)
             totals["correct"] += int((flat_logits.argmax(-1) == flat_targets).sum())
@@ -229,11 +257,14 @@ class SearchRun:
                     totals["arch_steps"] += 1
             self.weight_optimizer.zero_grad(set_to_none=True)
             kept = dict(totals)
-            self._weight_step(micro, totals)
-            self.cluster.average_parameter_gradients(params)
-            if not self.guard.step(
-                self.weight_optimizer, params, cfg.grad_clip, where=f"epoch {epoch} step {step}"
-            ):
+            where = f"epoch {epoch} step {step}"
+            if self.simultaneous:
+                stepped = self._simultaneous_step(micro, totals, where)
+            else:
+                self._weight_step(micro, totals)
+                self.cluster.average_parameter_gradients(params)
+                stepped = self.guard.step(self.weight_optimizer, params, cfg.grad_clip, where=where)
+            if not stepped:
                 totals.update({k: kept[k] for k in ("loss", "correct", "count")})
                 continue
             running_loss = totals["loss"] / totals["count"]
@@ -258,6 +289,24 @@ class SearchRun:
             result["arch_loss"] = totals["arch_loss"] / totals["arch_steps"]
         return result
 
+    def _simultaneous_step(self, micro: MicroBatches, totals: dict[str, float], where: str) -> bool:
+        """One backward of the training loss (+ regulariser) into weights and logits; step both.
+
+        Gradients are averaged across processes; the weights are clipped at ``grad_clip``, the logits at
+        ``arch_optimizer.grad_clip``; a NaN/inf loss or gradient skips both steps. Return whether stepped.
+        """
+        architect = self.architect
+        architect.optimizer.zero_grad(set_to_none=True)
+        self._weight_step(micro, totals, with_logits=True)
+        self.cluster.average_parameter_gradients(architect.weight_params + architect.arch_params)
+        return self.guard.step_all(
+            [
+                (self.weight_optimizer, architect.weight_params, self.cfg.grad_clip),
+                (architect.optimizer, architect.arch_params, architect.grad_clip),
+            ],
+            where,
+        )
+
     def _validate(self) -> dict[str, float]:
         loader = epoch_loader(
             self.data.valid_split,
@@ -267,6 +316,7 @@ class SearchRun:
             num_workers=self.cfg.num_workers,
             rank=self.cluster.rank,
             world=self.cluster.world,
+            pin_memory=self.cfg.pin_memory,
         )
         # one deterministic architecture for the whole pass: the expected / most likely one
         self.sampler.sample(self.choices.values(), training=False)
@@ -368,8 +418,9 @@ class SearchRun:
         if self.trains_logits:
             return self.space.derive(self.choices), "argmax of the architecture logits"
         loader = epoch_loader(
-            self.data.valid_split, self.cfg.batch_size, seed=1, num_workers=self.cfg.num_workers
-        )
+            self.data.valid_split, self.cfg.batch_size, seed=1, num_workers=self.cfg.num_workers,
+            pin_memory=self.cfg.pin_memory,
+        )  # fmt: skip
         arch = spos_random_search(self.model, self.space, self.choices, self.sampler, loader, self.device)
         return arch, "random search over the trained supernet (SPOS)"
 
