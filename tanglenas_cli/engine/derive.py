@@ -117,8 +117,9 @@ def search_trained_supernet(run_dir: Path, strategy: str, samples: int = 100, ba
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     data = load_search_data(cfg)
-    valid = list(itertools.islice(epoch_loader(data.valid_split, cfg.batch_size, seed=1), batches))
-    stream = batch_stream(data.weight_split, cfg.batch_size, seed=2)
+    valid_loader = epoch_loader(data.valid_split, cfg.batch_size, seed=1, pin_memory=cfg.pin_memory)
+    valid = list(itertools.islice(valid_loader, batches))
+    stream = batch_stream(data.weight_split, cfg.batch_size, seed=2, pin_memory=cfg.pin_memory)
     train = [next(stream) for _ in range(2)]
     choices = choices_by_name(model)
     scorer = SupernetScorer(model, space, choices, valid, train, device, min_params, max_params,

@@ -37,7 +37,8 @@ def run_eval(
     if len(dataset) == 0:
         raise UserError(f"the {split} split of {cfg.dataset} is empty")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    loader = epoch_loader(dataset, batch_size or cfg.batch_size, seed=0, shuffle=False)
+    eval_batch_size = batch_size or cfg.batch_size
+    loader = epoch_loader(dataset, eval_batch_size, seed=0, shuffle=False, pin_memory=cfg.pin_memory)
     metrics = evaluate(model.to(device), loader, device)
     result: dict[str, Any] = {
         "checkpoint": str(path),

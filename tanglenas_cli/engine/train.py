@@ -105,7 +105,8 @@ def run_train(arch_file: Path, cfg: RunConfig, inherit: Path | None = None) -> d
     optimizer = make_weight_optimizer(cfg, params)
     weight_loss = WeightLoss(cfg, info.num_classes, sequence=space.task == "language_model")
     batches = WeightBatches(train_set, cfg.batch_size, cfg.seed, grad_accum=cfg.grad_accum,
-                            steps_per_epoch=cfg.steps_per_epoch, num_workers=cfg.num_workers)  # fmt: skip
+                            steps_per_epoch=cfg.steps_per_epoch, num_workers=cfg.num_workers,
+                            pin_memory=cfg.pin_memory)  # fmt: skip
     schedule = LearningRateSchedule(cfg, optimizer, batches.steps)
     out.mkdir(parents=True, exist_ok=True)
     write_config(cfg, out / files.CONFIG)
@@ -120,7 +121,8 @@ def run_train(arch_file: Path, cfg: RunConfig, inherit: Path | None = None) -> d
     )
 
     def measure(dataset: Dataset) -> dict[str, float]:
-        loader = epoch_loader(dataset, cfg.batch_size, seed=0, shuffle=False, num_workers=cfg.num_workers)
+        loader = epoch_loader(dataset, cfg.batch_size, seed=0, shuffle=False, num_workers=cfg.num_workers,
+                              pin_memory=cfg.pin_memory)  # fmt: skip
         with accelerator.autocast():
             return evaluate(model, loader, device, max_batches=cfg.eval_batches)
 
