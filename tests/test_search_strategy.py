@@ -25,6 +25,7 @@ from tanglenas_cli.engine.checkpoint import load_checkpoint
 from tanglenas_cli.engine.factory import arch_weight_decay, load_search_data, make_sampler_for
 from tanglenas_cli.engine.factory import make_weight_optimizer as weight_optimizer_for
 from tanglenas_cli.engine.loaders import WeightBatches, epoch_loader
+from tanglenas_cli.engine.precision import StepGuard
 from tanglenas_cli.engine.search import SearchRun
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.nas import MicroBatches, arch_parameters, weight_parameters
@@ -242,3 +243,25 @@ def test_interrupted_simultaneous_search_resumes_exactly(tmp_path: Path, monkeyp
     epochs = [r for r in timeless[0] if r["kind"] == "epoch"]
     assert len(epochs) == 2 and all(math.isfinite(r["valid_loss"]) for r in epochs)  # on the test split
     assert (tmp_path / "full" / "arch.yaml").read_text() == (tmp_path / "resumed" / "arch.yaml").read_text()
+
+
+@pytest.mark.parametrize("precision", ["no", "fp16"])  # fp16: loss scaling (a CPU GradScaler here)
+def test_step_guard_steps_two_optimizers_together_or_neither(precision: str):
+    weight, logit = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.zeros(2))
+    weight_optimizer = torch.optim.SGD([weight], lr=0.1)
+    arch_optimizer = torch.optim.Adam([logit], lr=0.01)
+    guard = StepGuard(3, precision, torch.device("cpu"))
+    steps = [(weight_optimizer, [weight], 5.0), (arch_optimizer, [logit], None)]
+
+    def backward(logit_factor: float) -> None:
+        loss = (weight**2).sum() + (logit * torch.tensor([1.0, logit_factor])).sum()
+        guard.backward(loss, [weight, logit])
+
+    backward(float("inf"))  # only the logits' gradient is non-finite: neither steps
+    assert not guard.step_all(steps, "test") and guard.skipped_total == 1
+    assert torch.equal(weight, torch.ones(3)) and torch.equal(logit, torch.zeros(2))
+    assert weight.grad is None and logit.grad is None and not arch_optimizer.state
+    backward(-1.0)
+    assert guard.step_all(steps, "test") and guard.in_a_row == 0
+    assert torch.allclose(weight, torch.full((3,), 0.8))  # SGD on the unscaled gradient 2
+    assert torch.allclose(logit, torch.tensor([-0.01, 0.01]), atol=1e-6)  # Adam's first step: lr * sign
