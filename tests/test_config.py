@@ -112,6 +112,8 @@ def test_presets_folder_has_the_paper_presets() -> None:
     expected.add("autoformer-cifar10-train")
     expected |= {f"nanogpt-tinystories-{opt}" for opt in ("darts_v1", "drnas", "gdas", "spos", "train")}
     expected |= {"nanogpt-tiny-drnas", "nanogpt-tiny-train"}
+    expected |= {f"mobilenetv3-imagenet-{opt}" for opt in ("darts_v1", "drnas", "gdas", "spos", "train")}
+    expected |= {"mobilenetv3-tiny-drnas", "mobilenetv3-tiny-train"}
     assert set(PRESET_NAMES) == expected
 
 
