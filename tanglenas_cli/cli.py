@@ -282,6 +282,14 @@ def search(
             help="Tabular benchmark to query with the derived architecture after every epoch.",
         ),
     ] = None,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--init-from",
+            metavar="FILE",
+            help="Start the supernet from a released checkpoint (mobilenetv3: an OFA MobileNetV3 .pth).",
+        ),
+    ] = None,
     wandb: WandbOption = None,
     channels_last: ChannelsLastOption = None,
     compile_model: CompileOption = None,
@@ -310,6 +318,7 @@ def search(
         "entangle": False if ws else None,
         "data_root": data_root,
         "benchmark": benchmark,
+        "init_from": init_from,
         "logging.wandb": wandb,
         "channels_last": channels_last,
         "compile": compile_model,
@@ -318,6 +327,8 @@ def search(
     cfg = build_config(preset=preset, flags=flags, overrides=overrides or (), base=base)
     if cfg.benchmark is not None:
         _require_path(cfg.benchmark, "benchmark file")
+    if cfg.init_from is not None and resume is None:
+        _require_file(cfg.init_from, "checkpoint to --init-from")
     check_space_available(cfg.space)
     run_search = _engine_function("search", "tanglenas_cli.engine.search", "run_search")
     result = run_search(cfg, resume=resume)

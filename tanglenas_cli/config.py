@@ -148,6 +148,8 @@ class RunConfig(_Section):
     space_options: dict[str, Any] = Field(default_factory=dict)
     dataset_options: dict[str, Any] = Field(default_factory=dict)
     benchmark: Path | None = None
+    # Initialise the supernet from a released checkpoint before searching (mobilenetv3: OFA's supernet).
+    init_from: Path | None = None
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @field_validator("space")

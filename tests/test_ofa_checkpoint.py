@@ -118,3 +118,31 @@ def test_mismatched_or_foreign_files_are_refused_unchanged(tmp_path: Path):
         load_ofa_checkpoint(model, garbage)
     with pytest.raises(UserError, match="has no pretrained"):
         SPACE_REGISTRY["nanogpt"](DataShape(30, (8,)), {"variant": "tiny"}).load_pretrained(model, path)
+
+
+def test_search_init_from_starts_the_supernet_from_the_file(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from tanglenas_cli.cli import app
+    from tanglenas_cli.engine.checkpoint import load_checkpoint
+
+    path, expected = ofa_file(tmp_path, supernet()[1])
+    common = ["search", "--space", "mobilenetv3", "--dataset", "digits", "--set", "dataset_options.size=32",
+              "--set", "dataset_options.channels=3", "--set", "epochs=1", "--set", "train_subset=16",
+              "--set", "batch_size=8", "--set", "weight_optimizer.lr=1e-12",
+              "--set", "weight_optimizer.momentum=0.0", "--set", "logging.progress=false"]  # fmt: skip
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [*common, "--init-from", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    state = load_checkpoint(out / "checkpoint.pt")["model"]
+    for name in ("stem.weight", "stages.2.blocks.1.depthwise.transforms.7to5", "feature_mix.weight"):
+        torch.testing.assert_close(state[name], expected[name], atol=1e-6, rtol=0)
+    assert "initialised_from" in (out / "summary.json").read_text()
+    tiny = CliRunner().invoke(app, [*common, "--set", "space_options.variant=tiny", "--init-from", str(path),
+                                    "--out", str(tmp_path / "tiny")])  # fmt: skip
+    assert (
+        tiny.exit_code == 2 and "variant=paper" in tiny.output and len(tiny.output.strip().splitlines()) == 1
+    )
+    assert not (tmp_path / "tiny").exists()
+    missing = CliRunner().invoke(app, [*common, "--init-from", str(tmp_path / "nope.pth")])
+    assert missing.exit_code == 2 and "not found" in missing.output

@@ -89,7 +89,11 @@ class SearchRun:
         self.space: SearchSpace = make_space(cfg.space, self.data.info, cfg.space_options)
         if cfg.compile:
             check_compile_supported(cfg.optimizer)
-        self.model = self.space.build_supernet(entangle=cfg.entangle).to(self.device)
+        self.model = self.space.build_supernet(entangle=cfg.entangle)
+        self.initialised_from = None
+        if cfg.init_from is not None and checkpoint is None:  # a resumed run has its own weights
+            self.initialised_from = self.space.load_pretrained(self.model, cfg.init_from.expanduser())
+        self.model = self.model.to(self.device)
         self.cluster.broadcast_module(self.model)
         speed_up(self.model, channels_last=cfg.channels_last, compile=cfg.compile)
         self.choices = choices_by_name(self.model)
@@ -458,6 +462,8 @@ class SearchRun:
             "search_seconds": round(sum(r.get("seconds", 0.0) for r in epoch_records), 2),
             "run_dir": str(self.out),
         }
+        if self.cfg.init_from is not None:
+            summary["initialised_from"] = str(self.cfg.init_from)
         if queried:
             summary["benchmark"] = queried
         files.write_json_atomic(summary, self.out / files.SUMMARY)
