@@ -538,6 +538,15 @@ def evaluate(
         int | None,
         typer.Option("--batch-size", metavar="N", help="Evaluation batch size (default: the training one)."),
     ] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option(
+            "--image-size",
+            metavar="PX",
+            min=1,
+            help="Evaluate at this square resolution instead of the trained one (e.g. MobileNetV3 at 224).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Evaluate a trained checkpoint (accuracy, or loss and perplexity) on the test or validation split."""
@@ -546,7 +555,10 @@ def evaluate(
     if batch_size is not None and batch_size <= 0:
         raise UserError(f"invalid value for --batch-size: {batch_size} (expected a number > 0)")
     run_eval = _engine_function("eval", "tanglenas_cli.engine.evaluate", "run_eval")
-    print_result(run_eval(checkpoint, split=split, data_root=data_root, batch_size=batch_size), as_json)
+    result = run_eval(
+        checkpoint, split=split, data_root=data_root, batch_size=batch_size, image_size=image_size
+    )
+    print_result(result, as_json)
 
 
 @app.command("sample")

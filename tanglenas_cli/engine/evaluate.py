@@ -13,7 +13,7 @@ from tanglenas_cli.data import build_datasets, search_splits
 from tanglenas_cli.data.tokens import TokenWindows
 from tanglenas_cli.engine import run_dir as files
 from tanglenas_cli.engine.checkpoint import load_checkpoint
-from tanglenas_cli.engine.derive import trained_network
+from tanglenas_cli.engine.derive import space_from_state, trained_network
 from tanglenas_cli.engine.evaluation import count_parameters, evaluate
 from tanglenas_cli.engine.flops import count_flops
 from tanglenas_cli.engine.loaders import epoch_loader
@@ -22,9 +22,17 @@ from tanglenas_cli.errors import UserError
 
 
 def run_eval(
-    checkpoint: Path, split: str = "test", data_root: Path | None = None, batch_size: int | None = None
+    checkpoint: Path,
+    split: str = "test",
+    data_root: Path | None = None,
+    batch_size: int | None = None,
+    image_size: int | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the network in ``checkpoint`` (a model.pt from ``train``, or its directory)."""
+    """Evaluate the network in ``checkpoint`` (a model.pt from ``train``, or its directory).
+
+    ``image_size`` evaluates (and counts multiply-adds) at another square resolution than the trained
+    one, for networks that accept it (global pooling, e.g. MobileNetV3).
+    """
     path = checkpoint / files.MODEL if checkpoint.is_dir() else checkpoint
     state = load_checkpoint(path, kind="trained")
     cfg = validate_config(state["config"])
@@ -32,14 +40,27 @@ def run_eval(
         cfg = cfg.model_copy(update={"data_root": data_root})
     space, model = trained_network(path, state, cfg.space_options)
     root = resolve_data_root(cfg)
-    train_set, test_set, _ = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=False)
+    options, shape = dict(cfg.dataset_options), [int(v) for v in state["data_shape"]["input_shape"]]
+    if image_size is not None:
+        if len(shape) != 3:
+            raise UserError("--image-size applies to image datasets; this checkpoint reads tokens")
+        options["size"], shape = image_size, [shape[0], image_size, image_size]
+    train_set, test_set, _ = build_datasets(cfg.dataset, root, options, augment=False)
     dataset = test_set if split == "test" else validation_split(cfg, train_set, root)
     if len(dataset) == 0:
         raise UserError(f"the {split} split of {cfg.dataset} is empty")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     eval_batch_size = batch_size or cfg.batch_size
     loader = epoch_loader(dataset, eval_batch_size, seed=0, shuffle=False, pin_memory=cfg.pin_memory)
-    metrics = evaluate(model.to(device), loader, device)
+    try:
+        metrics = evaluate(model.to(device), loader, device)
+    except RuntimeError as error:
+        if image_size is None:
+            raise
+        raise UserError(
+            f"{path} cannot run on {image_size} px inputs ({str(error).splitlines()[0][:80]}); "
+            "drop --image-size"
+        ) from None
     result: dict[str, Any] = {
         "checkpoint": str(path),
         "space": state["space"],
@@ -64,8 +85,11 @@ def run_eval(
         })  # fmt: skip
     result["params"] = count_parameters(model)
     # multiply-adds of one input at the trained resolution (one block of tokens for language models)
-    result["macs"] = count_flops(space, model) // 2
-    result["input"] = "x".join(str(int(v)) for v in state["data_shape"]["input_shape"])
+    at_size = space_from_state(
+        state["space"], {**state["data_shape"], "input_shape": shape}, cfg.space_options
+    )
+    result["macs"] = count_flops(at_size, model) // 2
+    result["input"] = "x".join(str(v) for v in shape)
     return result
 
 
