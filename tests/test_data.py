@@ -13,6 +13,7 @@ from urllib.error import URLError
 import numpy as np
 import pytest
 import torch
+from jpeg_cifar import extract_jpeg_cifar
 from PIL import Image
 from torchvision.datasets import FashionMNIST
 
@@ -29,7 +30,6 @@ from tanglenas_cli.data import (
 from tanglenas_cli.errors import UserError
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-CIFAR_JPG_TAR = SHARED_DATA / "cifar10-jpg.tar.gz"
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 IDX_NAMES = (
     "train-images-idx3-ubyte",
@@ -349,21 +349,8 @@ def test_cutout_zeroes_a_clipped_square():
 
 @pytest.fixture(scope="module")
 def cifar_jpg_subset(tmp_path_factory) -> Path:
-    """Extract PER_CLASS images per class and split of the shared JPEG CIFAR-10 into a temporary folder."""
-    if not CIFAR_JPG_TAR.is_file():
-        pytest.skip(f"{CIFAR_JPG_TAR} not found (shared test data)")
-    destination = tmp_path_factory.mktemp("cifar10jpg")
-    taken: dict[tuple[str, str], int] = {}
-    with tarfile.open(CIFAR_JPG_TAR, mode="r|gz") as tar:
-        for member in tar:
-            parts = member.name.split("/")
-            if not member.isfile() or len(parts) != 3 or parts[0] not in ("train", "test"):
-                continue
-            key = (parts[0], parts[1])
-            if taken.get(key, 0) < PER_CLASS:
-                taken[key] = taken.get(key, 0) + 1
-                tar.extract(member, destination, filter="data")
-    return destination
+    """PER_CLASS images per class and split of the shared JPEG CIFAR-10, in a temporary folder."""
+    return extract_jpeg_cifar(tmp_path_factory.mktemp("cifar10jpg"), PER_CLASS)
 
 
 def test_imagefolder_from_shared_jpeg_cifar(cifar_jpg_subset, tmp_path):

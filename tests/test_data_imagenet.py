@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from jpeg_cifar import extract_jpeg_cifar
 from torchvision import transforms
 
 from tanglenas_cli.data import build_datasets, run_prepare
@@ -15,7 +16,6 @@ from tanglenas_cli.data.imagenet import BatchResolutions, batch_transform_of, re
 from tanglenas_cli.engine.loaders import CyclingLoader, WeightBatches, epoch_loader
 from tanglenas_cli.errors import UserError
 
-CIFAR_JPG_TAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg.tar.gz"
 PER_CLASS = 20
 SMALL = {"resolutions": [16, 32], "size": 24}  # 32 px CIFAR images: test 24 px, training 16..32 px
 
@@ -24,23 +24,7 @@ SMALL = {"resolutions": [16, 32], "size": 24}  # 32 px CIFAR images: test 24 px,
 def imagenet_folder(tmp_path_factory) -> Path:
     """An ImageNet-style folder (train/<class>/*, val/<class>/*) of PER_CLASS shared JPEG CIFAR-10 images
     per class and split (test/ renamed val/)."""
-    if not CIFAR_JPG_TAR.is_file():
-        pytest.skip(f"{CIFAR_JPG_TAR} not found (shared test data)")
-    destination = tmp_path_factory.mktemp("imagenet")
-    taken: dict[tuple[str, str], int] = {}
-    with tarfile.open(CIFAR_JPG_TAR, mode="r|gz") as tar:
-        for member in tar:
-            parts = member.name.split("/")
-            if not member.isfile() or len(parts) != 3 or parts[0] not in ("train", "test"):
-                continue
-            key = (parts[0], parts[1])
-            if taken.get(key, 0) < PER_CLASS:
-                taken[key] = taken.get(key, 0) + 1
-                member.name = "/".join(["val" if parts[0] == "test" else "train", *parts[1:]])
-                tar.extract(member, destination, filter="data")
-            if len(taken) == 20 and min(taken.values()) == PER_CLASS:
-                break
-    return destination
+    return extract_jpeg_cifar(tmp_path_factory.mktemp("imagenet"), PER_CLASS, test_name="val")
 
 
 def build(folder: Path, augment: bool = True, **options):

@@ -48,3 +48,15 @@ def random_erasing(probability: float) -> list[Any]:
     from timm.data.random_erasing import RandomErasing
 
     return [RandomErasing(probability=probability, mode="pixel", device="cpu")]
+
+
+def check_augment_options(dataset: str, rand: Any, erasing: Any) -> None:
+    """UserError unless ``randaugment`` is a config string (or None) and ``random_erasing`` a number."""
+    if (
+        (rand is not None and not isinstance(rand, str))
+        or isinstance(erasing, bool)
+        or not isinstance(erasing, int | float)
+    ):
+        raise UserError(
+            f"{dataset}: randaugment must be a string (rand-m9-mstd0.5-inc1), random_erasing a number"
+        )

@@ -11,7 +11,7 @@ from PIL import Image
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
 
-from tanglenas_cli.data.augment import randaugment, random_erasing
+from tanglenas_cli.data.augment import check_augment_options, randaugment, random_erasing
 from tanglenas_cli.data.files import (
     copy_tree,
     is_tar_archive,
@@ -117,14 +117,7 @@ def build_imagefolder(
     if augment:
         crop = transforms.RandomCrop((height, width), padding=min(height, width) // 8)
         rand, erasing = settings["randaugment"], settings["random_erasing"]
-        if (
-            (rand is not None and not isinstance(rand, str))
-            or isinstance(erasing, bool)
-            or not isinstance(erasing, int | float)
-        ):
-            raise UserError(
-                f"{NAME}: randaugment must be a string (rand-m9-mstd0.5-inc1), random_erasing a number"
-            )
+        check_augment_options(NAME, rand, erasing)
         train.transform = transforms.Compose(
             [resize_normalise[0], crop, transforms.RandomHorizontalFlip(), *randaugment(rand, mean),
              *resize_normalise[1:], *random_erasing(float(erasing))]

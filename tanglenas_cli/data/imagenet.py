@@ -21,7 +21,7 @@ from torch.utils.data import Dataset, Subset
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
 
-from tanglenas_cli.data.augment import randaugment, random_erasing
+from tanglenas_cli.data.augment import check_augment_options, randaugment, random_erasing
 from tanglenas_cli.data.imagefolder import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -131,14 +131,7 @@ def color_jitter(value: Any) -> list[Any]:
 
 def _train_augmentations(settings: Mapping[str, Any], jitter: Any, max_size: int) -> list[Any]:
     rand, erasing = settings["randaugment"], settings["random_erasing"]
-    if (
-        (rand is not None and not isinstance(rand, str))
-        or isinstance(erasing, bool)
-        or not isinstance(erasing, int | float)
-    ):
-        raise UserError(
-            f"{NAME}: randaugment must be a string (rand-m9-mstd0.5-inc1), random_erasing a number"
-        )
+    check_augment_options(NAME, rand, erasing)
     return [
         transforms.RandomResizedCrop(max_size, scale=CROP_SCALE),
         transforms.RandomHorizontalFlip(),
