@@ -338,7 +338,7 @@ def test_eval_prints_json(engine: Callable, tmp_path: Path) -> None:
     result = invoke("eval", tmp_path / "model.pt", "--json", "--split", "valid")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"top1": 91.5}
-    assert calls[0][1] == {"split": "valid", "data_root": None, "batch_size": None}
+    assert calls[0][1] == {"split": "valid", "data_root": None, "batch_size": None, "image_size": None}
 
 
 @pytest.mark.usefixtures("no_engines")
