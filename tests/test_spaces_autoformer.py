@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_spaces_common import set_one_hot
+from test_spaces_common import one_hot_outputs
 
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.nas import make_sampler
@@ -19,12 +19,12 @@ def make(**extra):
     return SPACE_REGISTRY["autoformer"](DataShape(10, (3, 16, 16)), {**OPTIONS, **extra})
 
 
-def set_architecture(choices, arch, direct: bool) -> None:
+def picks_of(arch) -> dict:
     picks = {"embed": arch["embed_dim"], "depth": arch["depth"]}
     for layer in range(2):  # tiny: up to 2 layers; layers beyond the depth take any value
         picks[f"layer{layer}.heads"] = arch["num_heads"][layer] if layer < arch["depth"] else 1
         picks[f"layer{layer}.mlp_ratio"] = arch["mlp_ratio"][layer] if layer < arch["depth"] else 2.0
-    set_one_hot(choices, picks, direct)
+    return picks
 
 
 ARCHS = [
@@ -39,13 +39,10 @@ ARCHS = [
 @pytest.mark.parametrize("arch", ARCHS, ids=lambda a: f"e{a['embed_dim']}d{a['depth']}")
 def test_one_hot_supernet_equals_the_discrete_network(arch, direct):
     torch.manual_seed(0)
-    space = make()
-    supernet = space.build_supernet().eval()
-    network = space.build_network(arch).eval()
-    space.inherit_weights(supernet.state_dict(), network)
-    set_architecture(choices_by_name(supernet), arch, direct)
-    x = torch.randn(2, 3, 16, 16)
-    torch.testing.assert_close(supernet(x), network(x), atol=1e-5, rtol=1e-5)
+    supernet_out, network_out = one_hot_outputs(
+        make(), arch, picks_of(arch), torch.randn(2, 3, 16, 16), direct
+    )
+    torch.testing.assert_close(supernet_out, network_out, atol=1e-5, rtol=1e-5)
 
 
 def test_derive_keeps_fractional_ratios_and_counts_parameters():

@@ -45,6 +45,16 @@ def set_one_hot(choices, picks: dict, direct: bool) -> None:
         choices[name].set_mixing(weights, index if direct else None)
 
 
+def one_hot_outputs(space, arch: dict, picks: dict, inputs: torch.Tensor, direct: bool):
+    """Return (supernet output under one-hot ``picks``, output of ``arch``'s discrete network that
+    inherited the supernet's weights), both in eval mode, for the exactness tests of each space."""
+    supernet = space.build_supernet().eval()
+    network = space.build_network(arch).eval()
+    space.inherit_weights(supernet.state_dict(), network)
+    set_one_hot(choices_by_name(supernet), picks, direct)
+    return supernet(inputs), network(inputs)
+
+
 def loss_of(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of class logits (B, C) or next-token logits (B, T, V)."""
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))

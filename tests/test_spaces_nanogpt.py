@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_spaces_common import set_one_hot
+from test_spaces_common import one_hot_outputs
 
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.spaces import SPACE_REGISTRY
@@ -17,13 +17,13 @@ def make(**options):
     return SPACE_REGISTRY["nanogpt"](DataShape(30, (8,)), options)
 
 
-def set_architecture(choices, arch, direct: bool) -> None:
+def picks_of(arch) -> dict:
     picks = {"embed": arch["embed_dim"], "depth": arch["num_layers"]}
     for layer in range(2):
         inside = layer < arch["num_layers"]
         picks[f"layer{layer}.heads"] = arch["num_heads"][layer] if inside else 2
         picks[f"layer{layer}.mlp_ratio"] = arch["mlp_ratio"][layer] if inside else 2
-    set_one_hot(choices, picks, direct)
+    return picks
 
 
 ARCHS = [
@@ -38,15 +38,11 @@ ARCHS = [
 @pytest.mark.parametrize("arch", ARCHS, ids=lambda a: f"L{a['num_layers']}e{a['embed_dim']}")
 def test_one_hot_supernet_equals_the_discrete_gpt(arch, direct):
     torch.manual_seed(0)
-    space = make()
-    supernet = space.build_supernet().eval()
-    network = space.build_network(arch).eval()
-    space.inherit_weights(supernet.state_dict(), network)
-    set_architecture(choices_by_name(supernet), arch, direct)
-    tokens = torch.randint(0, 30, (2, 8))
-    logits = network(tokens)
+    supernet_logits, logits = one_hot_outputs(
+        make(), arch, picks_of(arch), torch.randint(0, 30, (2, 8)), direct
+    )
     assert logits.shape == (2, 8, 30)
-    torch.testing.assert_close(supernet(tokens), logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(supernet_logits, logits, atol=1e-5, rtol=1e-5)
 
 
 def test_discrete_gpt_is_causal_and_ties_its_head():
