@@ -182,3 +182,25 @@ def test_simultaneous_search_on_imagenet_with_a_random_arch_hold_out(imagenet_fo
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["dataset"] == "imagenet" and 0 <= summary["final_valid_acc"] <= 100
+
+
+def test_fixed_size_spaces_are_refused_per_batch_resolutions(imagenet_folder: Path, tmp_path: Path):
+    """AutoFormer's patch grid takes one size: a [min, max] range is one line, a single size runs."""
+    from typer.testing import CliRunner
+
+    from tanglenas_cli.cli import app
+
+    settings = [
+        f"dataset_options.path={imagenet_folder}", "dataset_options.size=16", "space_options.variant=tiny",
+        "space_options.patch_size=4", "space_options.head_dim=8", "train_subset=64", "epochs=1",
+        "batch_size=16", "logging.progress=false",
+    ]  # fmt: skip
+    args = ["search", "--space", "autoformer", "--dataset", "imagenet", "--out", tmp_path / "varied"]
+    sets = [x for s in [*settings, "dataset_options.resolutions=[8, 16]"] for x in ("--set", s)]
+    result = CliRunner().invoke(app, [str(a) for a in args] + sets)
+    assert result.exit_code == 2 and "dataset_options.resolutions=16" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "varied").exists()
+    args[-1] = tmp_path / "fixed"
+    sets = [x for s in [*settings, "dataset_options.resolutions=16"] for x in ("--set", s)]
+    result = CliRunner().invoke(app, [str(a) for a in args] + sets)
+    assert result.exit_code == 0, result.output

@@ -97,6 +97,11 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def training_resolutions(options: Mapping[str, Any] | None) -> tuple[int, ...]:
+    """Return the training resolutions that ``options`` of the imagenet dataset give."""
+    return resolution_list(read_options(NAME, options, DEFAULTS)["resolutions"])
+
+
 def resolution_list(value: Any) -> tuple[int, ...]:
     """Return the training resolutions of option ``resolutions``: one size, or [min, max] in steps of 4."""
     if _is_int(value):

@@ -100,6 +100,36 @@ def make_space(name: str, info: DatasetInfo, options: dict | None) -> SearchSpac
     return SPACE_REGISTRY[name](data_shape(info), options or {})
 
 
+def check_input_sizes(cfg: RunConfig, space: SearchSpace) -> None:
+    """Refuse, in one line, a space whose networks take one input size when the data varies it per batch.
+
+    ``imagenet`` trains at resolutions drawn per batch; networks with global pooling accept them, others
+    (e.g. AutoFormer's fixed patch grid) fail. Probed once on the largest network at both extremes.
+    """
+    if cfg.dataset != "imagenet" or space.task != "classification":
+        return
+    from tanglenas_cli.data.imagenet import training_resolutions
+
+    sizes = training_resolutions(cfg.dataset_options)
+    if len(sizes) == 1:
+        return
+    try:
+        network = space.build_network(space.largest_architecture()).eval()
+    except UserError:  # no single largest architecture: nothing to probe
+        return
+    channels = space.data.input_shape[0]
+    for size in (min(sizes), max(sizes)):
+        try:
+            with torch.no_grad():
+                network(torch.zeros(1, channels, size, size))
+        except RuntimeError:
+            fixed = space.data.input_shape[-1]
+            raise UserError(
+                f"space {space.name!r} takes one input size, but imagenet varies it per batch "
+                f"({min(sizes)}..{max(sizes)} px); set dataset_options.resolutions={fixed}"
+            ) from None
+
+
 def make_sampler_for(cfg: RunConfig, space: SearchSpace | None = None) -> Sampler:
     """Return the sampler of the config's one-shot optimizer (subset SPOS where the space offers subsets)."""
     subsets = space.spos_subsets() if space is not None and cfg.optimizer == "spos" else None

@@ -36,6 +36,7 @@ from tanglenas_cli.engine.factory import (
     LearningRateSchedule,
     WeightLoss,
     arch_weight_decay,
+    check_input_sizes,
     load_search_data,
     make_sampler_for,
     make_space,
@@ -87,6 +88,7 @@ class SearchRun:
         seed_everything(cfg.seed)
         self.data = load_search_data(cfg)
         self.space: SearchSpace = make_space(cfg.space, self.data.info, cfg.space_options)
+        check_input_sizes(cfg, self.space)
         if cfg.compile:
             check_compile_supported(cfg.optimizer)
         self.model = self.space.build_supernet(entangle=cfg.entangle)

@@ -17,6 +17,7 @@ from tanglenas_cli.engine.evaluation import count_parameters, evaluate, flatten_
 from tanglenas_cli.engine.factory import (
     LearningRateSchedule,
     WeightLoss,
+    check_input_sizes,
     make_space,
     make_weight_optimizer,
 )
@@ -92,6 +93,7 @@ def run_train(arch_file: Path, cfg: RunConfig, inherit: Path | None = None) -> d
     train_set, test_set, info = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=True)
     train_set, valid_set = holdout_split(cfg, train_set, root)
     space = make_space(cfg.space, info, space_options)
+    check_input_sizes(cfg, space)
     arch = space.validate(stored["architecture"])
     model = space.build_network(arch)
     if inherit is not None:
