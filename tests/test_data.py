@@ -456,3 +456,25 @@ def test_default_data_root(monkeypatch, tmp_path):
     assert default_data_root() == tmp_path
     monkeypatch.delenv("TANGLENAS_DATA_ROOT")
     assert default_data_root() == Path.home() / ".cache" / "tanglenas" / "data"
+
+
+def test_image_folder_listing_is_scanned_once_until_a_class_folder_changes(
+    cifar_jpg_subset, tmp_path, monkeypatch
+):
+    import shutil
+
+    import tanglenas_cli.data.imagefolder as module
+
+    root = tmp_path / "copy"
+    shutil.copytree(cifar_jpg_subset, root)
+    scans = []
+    original = module.ImageFolder
+    monkeypatch.setattr(module, "ImageFolder", lambda path: scans.append(path) or original(path))
+    augmented, _, _ = build_datasets("imagefolder", tmp_path, {"path": str(root)})
+    plain, _, _ = build_datasets("imagefolder", tmp_path, {"path": str(root)}, augment=False)
+    assert len(scans) == 2 and plain.samples == augmented.samples  # train/ and test/, once each
+    assert plain.transform is not augmented.transform
+    extra = root / "train" / "cat" / "extra.jpg"
+    shutil.copy(next((root / "train" / "cat").iterdir()), extra)
+    again, _, _ = build_datasets("imagefolder", tmp_path, {"path": str(root)}, augment=False)
+    assert len(scans) == 3 and len(again) == len(plain) + 1

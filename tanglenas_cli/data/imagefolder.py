@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -41,13 +42,28 @@ DEFAULTS: dict[str, Any] = {
 LAYOUT = "ROOT/train/<class>/<image> and ROOT/test/<class>/<image> (same class folders in both)"
 
 
+# The last listings, keyed by folder and the modification times of it and its class folders: a search
+# builds the training set twice (augmented and plain), and ImageNet's listing is 1.28M files.
+_LISTINGS: dict[tuple, ImageFolder] = {}
+
+
+def _listing_key(split_dir: Path) -> tuple:
+    folders = [split_dir, *sorted(p for p in split_dir.iterdir() if p.is_dir())]
+    return (str(split_dir.resolve()), *((p.name, p.stat().st_mtime_ns) for p in folders))
+
+
 def _scan(split_dir: Path, layout: str = LAYOUT) -> ImageFolder:
     try:
-        return ImageFolder(str(split_dir))
+        key = _listing_key(split_dir)
+        if key not in _LISTINGS:
+            if len(_LISTINGS) >= 4:
+                _LISTINGS.pop(next(iter(_LISTINGS)))
+            _LISTINGS[key] = ImageFolder(str(split_dir))
     except (FileNotFoundError, OSError) as error:
         raise UserError(
             f"no images found under {split_dir} ({one_line(error, 100)}); expected {layout}"
         ) from None
+    return copy.copy(_LISTINGS[key])  # its own transform; mix_classes replaces the lists it orders
 
 
 def check_layout(
