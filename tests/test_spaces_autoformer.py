@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_spaces_common import one_hot_outputs
+from test_spaces_common import one_hot_outputs, search_then_inherit
 
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.nas import make_sampler
@@ -75,25 +75,10 @@ def test_bad_architectures_and_options_are_user_errors():
 
 
 def test_search_then_train_inheriting_the_supernet_weights(tmp_path):
-    from typer.testing import CliRunner
-
-    from tanglenas_cli.cli import app
-
-    common = ["--set", "dataset_options.size=16", "--set", "dataset_options.channels=3",
-              "--set", "logging.progress=false", "--set", "epochs=1"]  # fmt: skip
-    options = [f"--set=space_options.{k}={v}" for k, v in OPTIONS.items()]
-    run = tmp_path / "run"
-    searched = CliRunner().invoke(
-        app, ["search", "--space", "autoformer", "--dataset", "digits", *common, *options, "--out", str(run)]
-    )
-    assert searched.exit_code == 0, searched.output
-    trained = CliRunner().invoke(
-        app, ["train", str(run), *common, "--inherit", str(run), "--out", str(tmp_path / "fine"),
-              "--set", "weight_optimizer.lr=1e-12", "--set", "weight_optimizer.weight_decay=0"],
-    )  # fmt: skip
-    assert trained.exit_code == 0, trained.output
-    supernet = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
-    network = torch.load(tmp_path / "fine" / "model.pt", weights_only=True)["model"]
+    settings = ["dataset_options.size=16", "dataset_options.channels=3", "logging.progress=false", "epochs=1",
+                *(f"space_options.{k}={v}" for k, v in OPTIONS.items())]  # fmt: skip
+    supernet, saved = search_then_inherit(tmp_path, "autoformer", settings)
+    network = saved["model"]
     for key, tensor in network.items():  # lr 1e-12: still the supernet's leading slices
         torch.testing.assert_close(
             tensor, supernet[key][tuple(slice(0, n) for n in tensor.shape)], atol=1e-6, rtol=0

@@ -55,6 +55,28 @@ def one_hot_outputs(space, arch: dict, picks: dict, inputs: torch.Tensor, direct
     return supernet(inputs), network(inputs)
 
 
+def search_then_inherit(tmp_path, space: str, settings: list[str]) -> tuple[dict, dict]:
+    """Search ``space`` on digits, then `train --inherit` its derived subnet at lr 1e-12 (weights stay
+    the supernet's); return (the supernet's state dict, the trained checkpoint)."""
+    from typer.testing import CliRunner
+
+    from tanglenas_cli.cli import app
+
+    common = [part for setting in settings for part in ("--set", setting)]
+    run = tmp_path / "run"
+    searched = CliRunner().invoke(
+        app, ["search", "--space", space, "--dataset", "digits", *common, "--out", str(run)]
+    )
+    assert searched.exit_code == 0, searched.output
+    trained = CliRunner().invoke(
+        app, ["train", str(run), *common, "--inherit", str(run), "--out", str(tmp_path / "fine"),
+              "--set", "weight_optimizer.lr=1e-12", "--set", "weight_optimizer.weight_decay=0"],
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    supernet = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+    return supernet, torch.load(tmp_path / "fine" / "model.pt", weights_only=True)
+
+
 def loss_of(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of class logits (B, C) or next-token logits (B, T, V)."""
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))

@@ -17,7 +17,7 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
-from test_spaces_common import set_one_hot
+from test_spaces_common import search_then_inherit, set_one_hot
 
 from tanglenas_cli.engine.flops import count_flops
 from tanglenas_cli.errors import UserError
@@ -319,26 +319,10 @@ def test_width_mult_and_inherited_network_layout():
 
 
 def test_search_then_train_inheriting_the_supernet_subnet(tmp_path):
-    from typer.testing import CliRunner
-
-    from tanglenas_cli.cli import app
-
     settings = ["dataset_options.size=32", "dataset_options.channels=3", "logging.progress=false", "epochs=1",
                 "space_options.variant=tiny", "train_subset=64", "batch_size=16", "steps_per_epoch=2",
                 "eval_batches=2"]  # fmt: skip
-    common = [part for setting in settings for part in ("--set", setting)]
-    run = tmp_path / "run"
-    searched = CliRunner().invoke(
-        app, ["search", "--space", "mobilenetv3", "--dataset", "digits", *common, "--out", str(run)]
-    )
-    assert searched.exit_code == 0, searched.output
-    trained = CliRunner().invoke(
-        app, ["train", str(run), *common, "--inherit", str(run), "--out", str(tmp_path / "fine"),
-              "--set", "weight_optimizer.lr=1e-12", "--set", "weight_optimizer.weight_decay=0"],
-    )  # fmt: skip
-    assert trained.exit_code == 0, trained.output
-    supernet_state = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
-    saved = torch.load(tmp_path / "fine" / "model.pt", weights_only=True)
+    supernet_state, saved = search_then_inherit(tmp_path, "mobilenetv3", settings)
     space = make()
     expected = space.build_network(saved["architecture"])
     space.inherit_weights(supernet_state, expected)
