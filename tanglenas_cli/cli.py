@@ -372,11 +372,21 @@ def derive(
         ),
     ] = None,
     samples: Annotated[
-        int, typer.Option("--samples", min=1, help="Random search: architectures scored.")
-    ] = 100,
+        int | None,
+        typer.Option(
+            "--samples",
+            min=1,
+            help="Random search: architectures scored (default: the run's selection.samples).",
+        ),
+    ] = None,
     generations: Annotated[int, typer.Option("--generations", min=1, help="Evolution: generations.")] = 20,
     population: Annotated[int, typer.Option("--population", min=2, help="Evolution: population.")] = 50,
-    batches: Annotated[int, typer.Option("--batches", min=1, help="Arch-split batches per score.")] = 4,
+    batches: Annotated[
+        int | None,
+        typer.Option(
+            "--batches", min=1, help="Arch-split batches per score (default: the run's selection.batches)."
+        ),
+    ] = None,
     min_params: Annotated[int | None, typer.Option("--min-params", min=0, help="Parameter floor.")] = None,
     max_params: Annotated[int | None, typer.Option("--max-params", min=1, help="Parameter cap.")] = None,
     min_flops: Annotated[

@@ -85,6 +85,18 @@ class SamplerConfig(_Section):
         return self
 
 
+class SelectionConfig(_Section):
+    """How an architecture is picked by scoring paths of a trained supernet (SPOS' final random search;
+    ``derive --strategy`` takes the same settings as its defaults)."""
+
+    # random architectures scored at the end of a SPOS search
+    samples: PositiveInt = 100
+    # arch-split batches each candidate is scored on (the same batches for every candidate)
+    batches: PositiveInt = 4
+    # training batches that re-estimate the batch-norm statistics of each candidate before it is scored
+    recalibration_batches: NonNegativeInt = 2
+
+
 class LoggingConfig(_Section):
     """Where and how often a run reports progress."""
 
@@ -118,6 +130,10 @@ class RunConfig(_Section):
     batch_size: PositiveInt = 64
     seed: Annotated[int, Strict(), Field(ge=0, lt=2**32)] = 9001
     entangle: StrictBool = True
+    # Entangled groups that end in batch norm (cell spaces): "original" adds BN(conv(x, sum_i w_i W_i))
+    # to the edge unweighted, as the paper's code; "scaled" outputs s * BN(conv(x, sum_i (w_i / s) W_i))
+    # with s = sum_i w_i, so the group competes with the edge's other ops by its total weight.
+    entangled_groups: Literal["original", "scaled"] = "original"
     out_dir: Path | None = None
     num_workers: NonNegativeInt = 0
     # Page-locked batches from every data loader (faster host-to-GPU copies); ignored without a GPU.
@@ -150,6 +166,7 @@ class RunConfig(_Section):
     benchmark: Path | None = None
     # Initialise the supernet from a released checkpoint before searching (mobilenetv3: OFA's supernet).
     init_from: Path | None = None
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @field_validator("space")

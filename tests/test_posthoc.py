@@ -59,7 +59,8 @@ def test_evolution_beats_its_random_start_and_respects_the_limits():
     start = max(float(sum(g)) for g in list(scorer.calls)[:10])
     assert scorer(best) > start and best[0] != 3
     assert all(g[0] != 3 for g in scorer.calls)
-    random_best = random_search(SumScorer(), sizes, 20, random.Random(0))
+    rng = random.Random(0)
+    random_best = random_search(SumScorer(), lambda: tuple(rng.randrange(4) for _ in sizes), 20)
     assert random_best[0] != 3
 
 
@@ -148,13 +149,16 @@ def test_derive_with_a_flops_cap_stays_within_it(spos_run: Path, tmp_path: Path,
 def test_scorer_flops_limits_and_cache():
     space = SPACE_REGISTRY["toy_cell"](DataShape(10, (1, 12, 12)), {"C": 4})
     choices = choices_by_name(space.build_supernet())
-    sizes = [len(c) for c in choices.values()]
+    rng = random.Random(0)
+
+    def draw() -> tuple:
+        return tuple(rng.randrange(len(c)) for c in choices.values())
 
     def scorer(**limits) -> SupernetScorer:
         return SupernetScorer(nn.Identity(), space, choices, [], [], torch.device("cpu"), **limits)
 
     unlimited = scorer()
-    genome = random_genome(sizes, random.Random(0), unlimited.allowed)
+    genome = random_genome(draw, unlimited.allowed)
     assert not unlimited.params and not unlimited.flops  # nothing measured without limits
     params, flops = unlimited.measure(genome)
     assert flops == count_flops(space, space.build_network(unlimited.architecture(genome)))
@@ -165,4 +169,35 @@ def test_scorer_flops_limits_and_cache():
     capped = scorer(max_params=params - 1, max_flops=flops)
     assert not capped.allowed(genome) and genome not in capped.flops  # FLOPs skipped once params fail
     with pytest.raises(UserError, match="no architecture within the parameter/FLOPs limits"):
-        random_genome(sizes, random.Random(0), scorer(max_flops=1).allowed, tries=5)
+        random_genome(draw, scorer(max_flops=1).allowed, tries=5)
+
+
+def test_spos_search_and_derive_pick_with_the_same_scorer(spos_run: Path, tmp_path: Path):
+    """The end of a SPOS search and `derive --strategy random` are one scorer: same defaults, same pick."""
+    searched = yaml.safe_load((spos_run / "arch.yaml").read_text())
+    assert "batch norm recalibrated on 2 training batches" in searched["derived_by"]
+    result = invoke("derive", spos_run, "--strategy", "random", "--out", tmp_path / "arch.yaml")
+    assert result.exit_code == 0, result.output
+    derived = yaml.safe_load((tmp_path / "arch.yaml").read_text())
+    assert "on 4 arch-split batches" in derived["derived_by"]
+    assert derived["architecture"] == searched["architecture"]
+
+
+def test_spos_without_an_arch_split_is_refused(tmp_path: Path):
+    out = tmp_path / "spos-all"
+    result = invoke("search", *TINY, "--opt", "spos", "--set", "train_portion=1.0", "--out", out)
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "train_portion below 1" in result.output
+    assert not out.exists()
+
+
+def test_derive_strategy_never_scores_on_the_test_split(tmp_path: Path):
+    out = tmp_path / "simultaneous"
+    flags = ["--set", "search_strategy=simultaneous", "--set", "train_portion=1.0"]
+    assert invoke("search", *TINY, *flags, "--out", out).exit_code == 0
+    assert yaml.safe_load((out / "arch.yaml").read_text())["derived_by"] == "argmax of the architecture logits"
+    for strategy in ("random", "evolution"):
+        result = invoke("derive", out, "--strategy", strategy, "--samples", "2", "--out", tmp_path / "a.yaml")
+        assert result.exit_code == 2, result.output
+        assert len(result.output.strip().splitlines()) == 1 and "test split" in result.output
+        assert not (tmp_path / "a.yaml").exists()

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from tanglenas_cli.cli import app
 from tanglenas_cli.config import build_config
 from tanglenas_cli.engine.factory import make_sampler_for
-from tanglenas_cli.engine.spos import spos_random_search
+from tanglenas_cli.engine.posthoc import GenomeDrawer, SupernetScorer, random_search
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.nas import SPOSSampler, SubsetSPOSSampler, make_sampler
 from tanglenas_cli.spaces import SPACE_REGISTRY
@@ -224,10 +224,14 @@ def test_spos_random_search_derives_the_kept_edges():
     space = make()
     model = space.build_supernet(True)
     choices = choices_by_name(model)
-    sampler = SubsetSPOSSampler(space.spos_subsets(), seed=1)
     batches = [(torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))) for _ in range(2)]
-    arch = spos_random_search(model, space, choices, sampler, batches, torch.device("cpu"), samples=3)
+    scorer = SupernetScorer(model, space, choices, batches, batches[:1], torch.device("cpu"))
+    draw = GenomeDrawer(space, choices, seed=1)
+    genome = random_search(scorer, draw, samples=3)
+    arch = scorer.architecture(genome)
     assert space.validate(arch) == arch
+    kept = [sum(genome[list(choices).index(name)] != 0 for name in subset) for subset in space.spos_subsets()]
+    assert kept == [2] * len(kept)  # every node keeps two incoming edges, as SPOS trained them
 
 
 def test_spos_uses_the_space_subsets():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import random
 from pathlib import Path
 from typing import Any
@@ -13,13 +12,14 @@ from tanglenas_cli.config import RunConfig, load_config
 from tanglenas_cli.engine import run_dir as files
 from tanglenas_cli.engine.checkpoint import load_checkpoint
 from tanglenas_cli.engine.factory import load_search_data
-from tanglenas_cli.engine.loaders import batch_stream, epoch_loader
 from tanglenas_cli.engine.posthoc import (
     EvolutionSettings,
+    GenomeDrawer,
     SupernetScorer,
     describe_limits,
     evolution,
     random_search,
+    scoring_batches,
 )
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.spaces import SPACE_REGISTRY
@@ -99,12 +99,14 @@ def write_trajectory_arch(run_dir: Path, epoch: int | None, cfg: RunConfig) -> P
     return out / files.ARCH
 
 
-def search_trained_supernet(run_dir: Path, strategy: str, samples: int = 100, batches: int = 4,
-                            min_params: int | None = None, max_params: int | None = None,
-                            min_flops: float | None = None, max_flops: float | None = None,
-                            settings: EvolutionSettings | None = None,
-                            seed: int = 0) -> tuple[SearchSpace, dict, str, dict[str, int]]:  # fmt: skip
-    """Random search or evolution over the supernet in ``run_dir``.
+def search_trained_supernet(run_dir: Path, strategy: str, samples: int | None = None,
+                            batches: int | None = None, min_params: int | None = None,
+                            max_params: int | None = None, min_flops: float | None = None,
+                            max_flops: float | None = None, settings: EvolutionSettings | None = None,
+                            seed: int | None = None,
+                            ) -> tuple[SearchSpace, dict, str, dict[str, int]]:  # fmt: skip
+    """Random search or evolution over the supernet in ``run_dir``; ``samples``, ``batches`` and ``seed``
+    default to the run's ``selection`` settings and seed (so ``random`` repeats a SPOS search's own pick).
 
     Return (space, architecture, method, {"params": ..., "flops": ...} of the architecture's network).
     """
@@ -112,24 +114,24 @@ def search_trained_supernet(run_dir: Path, strategy: str, samples: int = 100, ba
 
     check_limits(min_params, max_params, min_flops, max_flops)
     cfg, space, model = load_supernet(run_dir)
-    if space.spos_subsets():
-        raise UserError(f"--strategy works on spaces of independent choices; {cfg.space} keeps edge subsets")
+    if strategy == "evolution" and space.spos_subsets():
+        raise UserError(
+            f"evolution mutates choices independently; {cfg.space} keeps edge subsets (use --strategy random)"
+        )
+    samples = samples if samples is not None else cfg.selection.samples
+    batches = batches if batches is not None else cfg.selection.batches
+    seed = seed if seed is not None else cfg.seed
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    data = load_search_data(cfg)
-    valid_loader = epoch_loader(data.valid_split, cfg.batch_size, seed=1, pin_memory=cfg.pin_memory)
-    valid = list(itertools.islice(valid_loader, batches))
-    stream = batch_stream(data.weight_split, cfg.batch_size, seed=2, pin_memory=cfg.pin_memory)
-    train = [next(stream) for _ in range(2)]
+    valid, train = scoring_batches(cfg, load_search_data(cfg), batches, cfg.selection.recalibration_batches)
     choices = choices_by_name(model)
     scorer = SupernetScorer(model, space, choices, valid, train, device, min_params, max_params,
                             min_flops, max_flops)  # fmt: skip
-    sizes = [len(c) for c in choices.values()]
-    rng = random.Random(seed)
     if strategy == "random":
-        genome = random_search(scorer, sizes, samples, rng)
+        genome = random_search(scorer, GenomeDrawer(space, choices, seed), samples)
     else:
-        genome = evolution(scorer, sizes, settings or EvolutionSettings(), rng)
+        sizes = [len(c) for c in choices.values()]
+        genome = evolution(scorer, sizes, settings or EvolutionSettings(), random.Random(seed))
     score = scorer(genome)
     shown = f"loss {-score:.4f}" if space.task == "language_model" else f"top-1 {score:.2f}%"
     limits = describe_limits(min_params, max_params, min_flops, max_flops)

@@ -25,13 +25,15 @@ class SearchData:
     """The three splits of a search: weights (augmented), arch (augmented), and arch for validation.
 
     With no arch split (``train_portion=1`` under ``search_strategy=simultaneous``) the search
-    validates on the dataset's test split.
+    validates on the dataset's test split (``valid_is_test``): it reports those numbers, but nothing
+    may select an architecture on them.
     """
 
     weight_split: Dataset
     arch_split: Dataset
     valid_split: Dataset
     info: DatasetInfo
+    valid_is_test: bool = False
 
 
 def arch_holdout(size: int, arch_split_size: int) -> tuple[list[int], list[int]]:
@@ -67,7 +69,7 @@ def load_search_data(cfg: RunConfig) -> SearchData:
         if cfg.train_subset is not None:
             train_set = train_set.head(cfg.train_subset * train_set.block_size)
         if cfg.train_portion == 1:  # no arch split (simultaneous search): validate on the test tokens
-            return SearchData(train_set, Subset(train_set, []), test_set, info)
+            return SearchData(train_set, Subset(train_set, []), test_set, info, valid_is_test=True)
         weight_tokens, arch_tokens = search_splits(train_set, cfg.train_portion)
         return SearchData(weight_tokens, arch_tokens, arch_tokens.blocks(), info)  # type: ignore[attr-defined]
     plain_train, _, _ = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=False)
@@ -83,7 +85,7 @@ def load_search_data(cfg: RunConfig) -> SearchData:
     if len(weight_split) == 0:
         raise UserError(f"train_portion={cfg.train_portion} leaves no training data for the weights")
     if len(arch_split) == 0:  # no arch split (simultaneous search): validate on the test split
-        return SearchData(weight_split, arch_split, test_set, info)
+        return SearchData(weight_split, arch_split, test_set, info, valid_is_test=True)
     valid_split = Subset(plain_train, list(arch_split.indices))
     return SearchData(weight_split, arch_split, valid_split, info)
 

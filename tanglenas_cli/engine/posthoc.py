@@ -1,17 +1,20 @@
-"""SPOS second stage after the fact: random search or evolution over a trained supernet.
+"""Picking an architecture by scoring paths of a trained supernet: the one scorer of the project.
 
-``tanglenas derive RUN --strategy random|evolution`` scores candidate architectures by the supernet's
-top-1 accuracy (language models: its loss) on fixed batches of the run's arch split, each with its own
-path picked (one-hot, the direct path), batch-norm statistics recalibrated on training batches first
-where the space has batch norm, and optional parameter-count / FLOPs limits (forward FLOPs of the
-discrete network on one input, see :mod:`tanglenas_cli.engine.flops`). Evolution follows AutoFormer's: a
-random population, then per generation the best ``select`` so far parent ``mutation`` mutants (each
-gene redrawn with probability ``mutation_prob``) and ``crossover`` children (each gene from either
-parent).
+SPOS' final random search (end of ``tanglenas search --opt spos``) and ``tanglenas derive RUN --strategy
+random|evolution`` both use :class:`SupernetScorer`: each candidate's path is picked (one-hot, the
+direct path), the batch-norm statistics are re-estimated on fixed training batches (eval-mode network,
+so dropout is off), and the path is scored by top-1 accuracy (language models: minus the loss) on the
+same fixed arch-split batches as every other candidate. Architectures are never scored on test data: a
+run without an arch split is refused. Optional parameter-count / FLOPs limits use the forward FLOPs of
+the discrete network on one input (see :mod:`tanglenas_cli.engine.flops`). Evolution follows
+AutoFormer's: a random population, then per generation the best ``select`` so far parent ``mutation``
+mutants (each gene redrawn with probability ``mutation_prob``) and ``crossover`` children (each gene
+from either parent).
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,14 +24,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tanglenas_cli.config import RunConfig
 from tanglenas_cli.engine.evaluation import count_parameters, evaluate, fitness
+from tanglenas_cli.engine.factory import SearchData
 from tanglenas_cli.engine.flops import count_flops
-from tanglenas_cli.engine.spos import PickedChoice
+from tanglenas_cli.engine.loaders import batch_stream, epoch_loader
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import Choice
+from tanglenas_cli.nas import Choice, SubsetSPOSSampler
 from tanglenas_cli.spaces.base import SearchSpace
 
 Genome = tuple[int, ...]  # one candidate index per choice, in the choices' order
+
+
+class PickedChoice:
+    """A stand-in for a Choice whose derived candidate is fixed (what ``space.derive`` reads)."""
+
+    def __init__(self, candidate: Any) -> None:
+        self.candidate = candidate
+
+    def derive(self) -> Any:
+        return self.candidate
 
 
 @dataclass
@@ -121,15 +136,17 @@ class SupernetScorer:
     def _recalibrate(self) -> None:
         if not self.norms or not self.train_batches:
             return
-        saved = [(m.momentum, m.training) for m in self.norms]
+        saved = [norm.momentum for norm in self.norms]
+        self.model.eval()  # dropout off: the statistics of the network that is then scored
         for norm in self.norms:
             norm.reset_running_stats()
             norm.momentum = None  # a cumulative average over the recalibration batches
-        self.model.train()
+            norm.train()
         for inputs, _ in self.train_batches:
             self.model(inputs.to(self.device))
-        for norm, (momentum, _) in zip(self.norms, saved, strict=True):
+        for norm, momentum in zip(self.norms, saved, strict=True):
             norm.momentum = momentum
+            norm.eval()
 
     def __call__(self, genome: Genome) -> float:
         if genome not in self.scores:
@@ -139,12 +156,48 @@ class SupernetScorer:
         return self.scores[genome]
 
 
-def random_genome(
-    sizes: list[int], rng: random.Random, allowed: Callable[[Genome], bool], tries: int = 1000
-) -> Genome:
-    """Return a uniformly drawn genome that passes ``allowed``."""
+def scoring_batches(
+    cfg: RunConfig, data: SearchData, batches: int, recalibration_batches: int
+) -> tuple[list, list]:
+    """Return (the arch-split batches every candidate is scored on, the training batches that re-estimate
+    its batch-norm statistics), fixed by seeds; refuse a run whose validation split is the test split."""
+    if data.valid_is_test:
+        raise UserError(
+            f"train_portion={cfg.train_portion} leaves no arch split, and architectures are never scored on"
+            " the test split; set train_portion below 1 (e.g. 0.8) or arch_split_size=N"
+        )
+    loader = epoch_loader(data.valid_split, cfg.batch_size, seed=1, num_workers=cfg.num_workers,
+                          pin_memory=cfg.pin_memory)  # fmt: skip
+    valid = list(itertools.islice(loader, batches))
+    if not valid:
+        raise UserError("the arch split holds no batch to score architectures on; lower train_portion")
+    stream = batch_stream(data.weight_split, cfg.batch_size, seed=2, num_workers=cfg.num_workers,
+                          pin_memory=cfg.pin_memory)  # fmt: skip
+    return valid, [next(stream) for _ in range(recalibration_batches)]
+
+
+class GenomeDrawer:
+    """Uniformly random genomes: one candidate per choice, or, in spaces with SPOS edge subsets (DARTS),
+    the subsets SPOS trains (per node two incoming edges, one op each)."""
+
+    def __init__(self, space: SearchSpace, choices: Mapping[str, Choice], seed: int) -> None:
+        self.choices = list(choices.values())
+        self.sizes = [len(c) for c in self.choices]
+        self.rng = random.Random(seed)
+        subsets = space.spos_subsets()
+        self.subset_sampler = SubsetSPOSSampler(subsets, seed=seed) if subsets else None
+
+    def __call__(self) -> Genome:
+        if self.subset_sampler is None:
+            return tuple(self.rng.randrange(size) for size in self.sizes)
+        self.subset_sampler.sample(self.choices)
+        return tuple(int(c.mixing().index) for c in self.choices)  # type: ignore[arg-type]
+
+
+def random_genome(draw: Callable[[], Genome], allowed: Callable[[Genome], bool], tries: int = 1000) -> Genome:
+    """Return a genome from ``draw`` that passes ``allowed``."""
     for _ in range(tries):
-        genome = tuple(rng.randrange(size) for size in sizes)
+        genome = draw()
         if allowed(genome):
             return genome
     raise UserError(
@@ -152,9 +205,9 @@ def random_genome(
     )
 
 
-def random_search(scorer: SupernetScorer, sizes: list[int], samples: int, rng: random.Random) -> Genome:
-    """Return the best of ``samples`` random genomes."""
-    genomes = [random_genome(sizes, rng, scorer.allowed) for _ in range(samples)]
+def random_search(scorer: SupernetScorer, draw: Callable[[], Genome], samples: int) -> Genome:
+    """Return the best of ``samples`` genomes from ``draw`` (the first drawn on ties)."""
+    genomes = [random_genome(draw, scorer.allowed) for _ in range(samples)]
     return max(genomes, key=scorer)
 
 
@@ -162,7 +215,11 @@ def evolution(
     scorer: SupernetScorer, sizes: list[int], settings: EvolutionSettings, rng: random.Random
 ) -> Genome:
     """Return the best genome found by AutoFormer-style evolution."""
-    population = [random_genome(sizes, rng, scorer.allowed) for _ in range(settings.population)]
+
+    def draw() -> Genome:
+        return tuple(rng.randrange(size) for size in sizes)
+
+    population = [random_genome(draw, scorer.allowed) for _ in range(settings.population)]
     best = sorted(set(population), key=scorer, reverse=True)
     for _ in range(settings.generations):
         parents = best[: settings.select]

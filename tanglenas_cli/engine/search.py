@@ -45,10 +45,10 @@ from tanglenas_cli.engine.factory import (
 from tanglenas_cli.engine.loaders import WeightBatches, batch_stream, epoch_loader
 from tanglenas_cli.engine.lookup import BenchmarkLookup
 from tanglenas_cli.engine.plot import plot_trajectories
+from tanglenas_cli.engine.posthoc import GenomeDrawer, SupernetScorer, random_search, scoring_batches
 from tanglenas_cli.engine.precision import StepGuard, check_finite, make_accelerator
 from tanglenas_cli.engine.progress import RunProgress
 from tanglenas_cli.engine.speed import check_compile_supported, speed_up
-from tanglenas_cli.engine.spos import spos_random_search
 from tanglenas_cli.engine.tracker import Tracker, require_wandb
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.nas import Architect, Choice, MicroBatches, weight_parameters
@@ -125,6 +125,11 @@ class SearchRun:
         # simultaneous: the logits learn from the training batches' backward; no arch-split batches
         self.simultaneous = cfg.search_strategy == "simultaneous" and self.trains_logits
         self.arch_stream = None
+        if not self.trains_logits and cfg.optimizer == "spos" and self.data.valid_is_test:
+            raise UserError(
+                f"spos picks its architecture on the arch split, and train_portion={cfg.train_portion} leaves"
+                " none; set train_portion below 1 (the SPOS presets use 0.8) or arch_split_size=N"
+            )
         if self.trains_logits and not self.simultaneous:
             if len(self.data.arch_split) == 0:
                 raise UserError(
@@ -423,12 +428,15 @@ class SearchRun:
     def _final_architecture(self) -> tuple[dict[str, Any], str]:
         if self.trains_logits:
             return self.space.derive(self.choices), "argmax of the architecture logits"
-        loader = epoch_loader(
-            self.data.valid_split, self.cfg.batch_size, seed=1, num_workers=self.cfg.num_workers,
-            pin_memory=self.cfg.pin_memory,
-        )  # fmt: skip
-        arch = spos_random_search(self.model, self.space, self.choices, self.sampler, loader, self.device)
-        return arch, "random search over the trained supernet (SPOS)"
+        spec = self.cfg.selection
+        valid, train = scoring_batches(self.cfg, self.data, spec.batches, spec.recalibration_batches)
+        scorer = SupernetScorer(self.model, self.space, self.choices, valid, train, self.device)
+        genome = random_search(scorer, GenomeDrawer(self.space, self.choices, self.cfg.seed), spec.samples)
+        score = "loss" if self.language_model else "top-1"
+        method = (f"random search over the trained supernet (SPOS): best of {spec.samples} by supernet "
+                  f"{score} on {len(valid)} arch-split batches, batch norm recalibrated on {len(train)} "
+                  "training batches")  # fmt: skip
+        return scorer.architecture(genome), method
 
     def _finish(self) -> dict[str, Any] | None:
         arch, method = self._final_architecture()
