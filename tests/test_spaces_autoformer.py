@@ -109,3 +109,23 @@ def test_paper_presets_follow_the_reference():
     assert (cfg.mixup.mixup_alpha, cfg.mixup.cutmix_alpha, cfg.mixup.label_smoothing) == (0.8, 1.0, 0.1)
     assert cfg.dataset_options == {"size": 224, "randaugment": "rand-m9-mstd0.5-inc1", "random_erasing": 0.25}
     assert build_config(preset="autoformer-s-imagenet-drnas").space == "autoformer_s"
+
+
+def test_layer_norms_use_pytorch_default_eps_like_the_original():
+    """AutoFormer's LayerNormSuper keeps PyTorch's eps (1e-5), in the supernet and in discrete networks."""
+    from torch import nn
+
+    from tanglenas_cli.nas import EntangledLayerNorm
+
+    space = make()
+    for model in (space.build_supernet(), space.build_network(ARCHS[1])):
+        norms = [m for m in model.modules() if isinstance(m, EntangledLayerNorm)]
+        assert len(norms) == 5 and {norm.eps for norm in norms} == {nn.LayerNorm(4).eps} == {1e-5}
+    network = space.build_network(ARCHS[1])
+    torch.manual_seed(0)
+    x = 1e-3 * torch.randn(2, 5, 16)  # variance 1e-6: an eps of 1e-6 instead of 1e-5 changes the output
+    reference = nn.LayerNorm(16)
+    with torch.no_grad():
+        reference.weight.copy_(network.norm.weight)
+        reference.bias.copy_(network.norm.bias)
+    torch.testing.assert_close(network.norm(x), reference(x))

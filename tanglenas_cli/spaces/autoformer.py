@@ -34,6 +34,8 @@ from tanglenas_cli.nas.transformer import run_blocks
 from tanglenas_cli.spaces import register_space
 from tanglenas_cli.spaces.transformer_space import Layers, TransformerSpace, joint
 
+LAYER_NORM_EPS = 1e-5  # AutoFormer's LayerNormSuper: PyTorch's default
+
 VARIANTS: dict[str, dict[str, tuple]] = {
     "T": {"embed": (192, 216, 240), "depth": (12, 13, 14), "heads": (3, 4), "mlp_ratio": (3.5, 4.0)},
     "S": {"embed": (320, 384, 448), "depth": (12, 13, 14), "heads": (5, 6, 7), "mlp_ratio": (3.0, 3.5, 4.0)},
@@ -71,7 +73,7 @@ class Block(nn.Module):
         attention_pairs = list(itertools.product(embed.candidates, heads.candidates))
         mlp_pairs = list(itertools.product(embed.candidates, ratio.candidates))
         hidden = [int(e * r) for e, r in mlp_pairs]
-        self.norm1 = EntangledLayerNorm(embed, embeds, eps=1e-6)
+        self.norm1 = EntangledLayerNorm(embed, embeds, eps=LAYER_NORM_EPS)
         self.attention = EntangledSelfAttention(
             joint(embed, heads),
             [e for e, _ in attention_pairs],
@@ -80,7 +82,7 @@ class Block(nn.Module):
             relative_position=options.relative_position or None,
         )
         mlp = joint(embed, ratio)
-        self.norm2 = EntangledLayerNorm(embed, embeds, eps=1e-6)
+        self.norm2 = EntangledLayerNorm(embed, embeds, eps=LAYER_NORM_EPS)
         self.fc1 = EntangledLinear(mlp, [e for e, _ in mlp_pairs], hidden)
         self.fc2 = EntangledLinear(mlp, hidden, [e for e, _ in mlp_pairs])
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -111,7 +113,7 @@ class AutoFormerNetwork(nn.Module):
         sliced = [SlicedDim(0, tuple(self.embeds))] if len(set(self.embeds)) > 1 else [SlicedDim(0, (width,))]
         self.token_superposition = Superposition((width,), sliced)
         self.blocks = nn.ModuleList(blocks)
-        self.norm = EntangledLayerNorm(embed, self.embeds, eps=1e-6)
+        self.norm = EntangledLayerNorm(embed, self.embeds, eps=LAYER_NORM_EPS)
         self.head = EntangledLinear(embed, self.embeds, num_classes, bias=True, bias_weighted=False)
 
     def _tokens(self, x: Tensor) -> Tensor:
