@@ -9,6 +9,7 @@ training is ``--opt spos``.
 
 The discrete network of an architecture is built from the same layer classes at exactly one size each
 (:class:`FixedChoice`), so it computes what the supernet's direct path computes for that candidate.
+Both are initialised as AutoFormer's (:func:`init_weights`) and use its LayerNorm eps (1e-5).
 """
 
 from __future__ import annotations
@@ -133,6 +134,30 @@ class AutoFormerNetwork(nn.Module):
         return self.head(self.norm(x)[:, 1:].mean(dim=1))
 
 
+def init_weights(network: AutoFormerNetwork) -> None:
+    """Initialise ``network`` as AutoFormer's ``_init_weights`` does its supernet and subnets.
+
+    Linear layers (q/k/v, attention projection, MLP, classifier): weights trunc_normal(std 0.02), biases
+    0; LayerNorms: weight 1, bias 0. The class token, position embedding and relative-position tables
+    are trunc_normal(0.02) when built (as timm's ViT); the patch embedding keeps ``nn.Conv2d``'s default,
+    which the original's plain ``Conv2d`` also keeps. Prefix slices of a super tensor drawn this way have
+    the same distribution as the discrete layer of that size, so supernet and subnets start alike.
+    """
+    for module in network.modules():
+        if isinstance(module, EntangledLinear):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, EntangledSelfAttention):
+            nn.init.trunc_normal_(module.qkv_weight, std=0.02)
+            if module.qkv_bias is not None:
+                nn.init.zeros_(module.qkv_bias)
+        elif isinstance(module, EntangledLayerNorm):
+            nn.init.ones_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
 class AutoFormerSpace(TransformerSpace):
     """AutoFormer (ViT) space; ``variant`` picks the choice lists (T, S, or tiny for tests)."""
 
@@ -155,8 +180,10 @@ class AutoFormerSpace(TransformerSpace):
             Block(embed, heads, ratio, self.options, rate)
             for (heads, ratio), rate in zip(layers, rates, strict=True)
         ]
-        return AutoFormerNetwork(embed, depth, blocks, self.data.input_shape[0], self._image_size(),
-                                 self.data.num_classes, self.options)  # fmt: skip
+        network = AutoFormerNetwork(embed, depth, blocks, self.data.input_shape[0], self._image_size(),
+                                    self.data.num_classes, self.options)  # fmt: skip
+        init_weights(network)
+        return network
 
 
 @register_space("autoformer")
