@@ -74,10 +74,24 @@ def test_bad_architectures_and_options_are_user_errors():
         space.build_supernet(entangle=False)
 
 
-def test_search_then_train_inheriting_the_supernet_weights(tmp_path):
+def test_search_then_train_inheriting_the_supernet_weights(tmp_path, monkeypatch):
+    from tanglenas_cli.spaces.autoformer import AutoFormerSpace
+
+    exempted: list[set[str]] = []  # search and train build their weight optimizers with the exemptions
+    original = AutoFormerSpace.no_weight_decay
+
+    def recording(self, model):
+        exempted.append(original(self, model))
+        return exempted[-1]
+
+    monkeypatch.setattr(AutoFormerSpace, "no_weight_decay", recording)
     settings = ["dataset_options.size=16", "dataset_options.channels=3", "logging.progress=false", "epochs=1",
                 *(f"space_options.{k}={v}" for k, v in OPTIONS.items())]  # fmt: skip
     supernet, saved = search_then_inherit(tmp_path, "autoformer", settings)
+    assert len(exempted) == 2 and all({"cls_token", "pos_embed"} <= names for names in exempted)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["weight_optimizer"]
+    no_decay = state["param_groups"][1]  # the supernet's: tokens, positions and 4 tables in each of 2 blocks
+    assert no_decay["weight_decay"] == 0 and len(no_decay["params"]) == 10
     network = saved["model"]
     for key, tensor in network.items():  # lr 1e-12: still the supernet's leading slices
         torch.testing.assert_close(

@@ -93,3 +93,52 @@ def test_autoformer_initialises_like_autoformer():
         bound = 1 / math.sqrt(48)
         assert float(patch.abs().max()) <= bound
         assert abs(float(patch.std()) / (bound / math.sqrt(3)) - 1) < 0.05
+
+
+def decay_groups(space, model: nn.Module, overrides=()) -> tuple[set[str], set[str]]:
+    """Return (names with weight decay, names without) in the weight optimizer search / train build."""
+    from tanglenas_cli.config import build_config
+    from tanglenas_cli.engine.factory import make_space_weight_optimizer
+
+    overrides = ["weight_optimizer.name=adamw", "weight_optimizer.weight_decay=0.1", *overrides]
+    cfg = build_config(flags={"space": space.name, "dataset": space.default_dataset}, overrides=overrides)
+    names = {id(p): name for name, p in model.named_parameters()}
+    decayed: set[str] = set()
+    free: set[str] = set()
+    for group in make_space_weight_optimizer(cfg, space, model).param_groups:
+        (decayed if group["weight_decay"] > 0 else free).update(names[id(p)] for p in group["params"])
+    assert not decayed & free
+    return decayed, free
+
+
+def test_nanogpt_decays_linear_weights_only():
+    space = SPACE_REGISTRY["nanogpt"](DataShape(30, (8,)), {"variant": "tiny", "vocab_multiple": 1})
+    arch = {"num_layers": 2, "embed_dim": 12, "num_heads": [2, 3], "mlp_ratio": [3, 2]}
+    for model in (space.build_supernet(), space.build_network(arch)):
+        kinds = ("attention.qkv_weight", "attention.proj.weight", "fc1.weight", "fc2.weight")
+        linear = {f"blocks.{i}.{kind}" for i in range(len(model.blocks)) for kind in kinds}
+        logits = {name for name, _ in model.named_parameters() if name.endswith("arch_logits")}
+        assert len(logits) == (6 if hasattr(model, "choices") else 0)
+        for no_decay_1d in ("true", "false"):  # the reference's rule, whatever the 1-d switch says
+            decayed, free = decay_groups(space, model, [f"weight_optimizer.no_decay_1d={no_decay_1d}"])
+            assert decayed == linear
+            assert {"tokens.weight", "positions.weight", "norm.weight"} <= free  # tokens: also the head
+            assert decayed | free == {name for name, _ in model.named_parameters()} - logits
+
+
+def test_autoformer_exempts_tokens_positions_and_relative_tables():
+    space = SPACE_REGISTRY["autoformer"](DataShape(10, (3, 16, 16)), {"variant": "tiny", "patch_size": 4,
+                                                                       "head_dim": 8})  # fmt: skip
+    arch = {"embed_dim": 16, "depth": 2, "num_heads": [2, 1], "mlp_ratio": [3.0, 2.0]}
+    for model in (space.build_supernet(), space.build_network(arch)):
+        named = dict(model.named_parameters())
+        logits = {name for name in named if name.endswith("arch_logits")}
+        tables = {f"blocks.{i}.attention.relative_{kind}.{axis}" for i in range(2)
+                  for kind in ("keys", "values") for axis in ("vertical", "horizontal")}  # fmt: skip
+        exempt = {"cls_token", "pos_embed", *tables}
+        assert all(named[name].dim() > 1 for name in exempt)  # none of them is caught by the 1-d rule
+        one_d = {name for name, p in named.items() if p.dim() <= 1} - logits
+        decayed, free = decay_groups(space, model, ["weight_optimizer.no_decay_1d=true"])
+        assert free == exempt | one_d and decayed == set(named) - logits - free
+        decayed, free = decay_groups(space, model, ["weight_optimizer.no_decay_1d=false"])
+        assert free == exempt and decayed == set(named) - logits - exempt

@@ -31,7 +31,7 @@ from tanglenas_cli.nas import (
     WeightSource,
 )
 from tanglenas_cli.nas.superposition import SlicedDim, Superposition
-from tanglenas_cli.nas.transformer import run_blocks
+from tanglenas_cli.nas.transformer import RelativePosition2D, run_blocks
 from tanglenas_cli.spaces import register_space
 from tanglenas_cli.spaces.transformer_space import Layers, TransformerSpace, joint
 
@@ -173,6 +173,15 @@ class AutoFormerSpace(TransformerSpace):
                 f"got {height}x{width} (set space_options.patch_size)"
             )
         return height
+
+    def no_weight_decay(self, model: nn.Module) -> set[str]:
+        """AutoFormer's exemptions: the class token, the position embedding and the relative-position tables
+        (1-d parameters follow ``weight_optimizer.no_decay_1d``, on in the presets, as the original)."""
+        names = {"cls_token", "pos_embed"}
+        for prefix, module in model.named_modules():
+            if isinstance(module, RelativePosition2D):
+                names.update(f"{prefix}.{name}" for name, _ in module.named_parameters())
+        return names
 
     def _network(self, embed: WeightSource, depth: WeightSource, layers: Layers) -> nn.Module:
         rates = torch.linspace(0, self.options.drop_path, len(layers)).tolist() if layers else []

@@ -27,6 +27,7 @@ from tanglenas_cli.nas import (
     EntangledLayerNorm,
     EntangledLinear,
     WeightSource,
+    arch_parameters,
 )
 from tanglenas_cli.nas.superposition import SlicedDim, Superposition
 from tanglenas_cli.nas.transformer import EntangledWidthAttention, run_blocks
@@ -158,6 +159,17 @@ class NanoGPTSpace(TransformerSpace):
     RATIO_TYPE = int
     default_dataset = "tinystories"
     task = "language_model"
+
+    def no_weight_decay(self, model: nn.Module) -> set[str]:
+        """nanoGPT decays the weights of its linear layers (q/k/v, projections, MLP) only: the token table
+        (also the tied head), the position table and the LayerNorms get none, whatever ``no_decay_1d``."""
+        decayed = {id(p) for p in arch_parameters(model)}  # logits are not weights at all
+        for module in model.modules():
+            if isinstance(module, EntangledLinear):
+                decayed.add(id(module.weight))
+            elif isinstance(module, EntangledWidthAttention):
+                decayed.add(id(module.qkv_weight))
+        return {name for name, parameter in model.named_parameters() if id(parameter) not in decayed}
 
     def _network(self, embed: WeightSource, depth: WeightSource, layers: Layers) -> nn.Module:
         blocks = [GPTBlock(embed, heads, ratio, self.options.dropout) for heads, ratio in layers]
