@@ -143,3 +143,32 @@ def test_layer_norms_use_pytorch_default_eps_like_the_original():
         reference.weight.copy_(network.norm.weight)
         reference.bias.copy_(network.norm.bias)
     torch.testing.assert_close(network.norm(x), reference(x))
+
+
+def test_reference_remask_is_exact_under_one_hot_weights_and_remasks_the_pool_under_soft_ones():
+    """``reference_remask``: the original's second application of the head weights in attention and of
+    the embedding weights in the mean pool. One-hot weights (mixture path) still give the discrete network."""
+    import torch.nn.functional as F
+
+    for arch in ARCHS:
+        torch.manual_seed(0)
+        got, want = one_hot_outputs(
+            make(reference_remask=True), arch, picks_of(arch), torch.randn(2, 3, 16, 16), direct=False
+        )
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.manual_seed(0)
+    remasked = make(reference_remask=True).build_supernet().eval()
+    plain = make().build_supernet().eval()
+    plain.load_state_dict(remasked.state_dict())
+    for model in (remasked, plain):
+        torch.manual_seed(1)
+        for choice in choices_by_name(model).values():
+            choice.set_mixing(torch.softmax(torch.randn(len(choice)), 0))
+    embed_weights = choices_by_name(remasked)["embed"].mixing().weights
+    tokens = torch.randn(2, 17, 24)
+    pairs = zip(embed_weights, (16, 24), strict=True)
+    masked_means = sum(w * F.pad(tokens[:, 1:, :e].mean(1), (0, 24 - e)) for w, e in pairs)
+    torch.testing.assert_close(remasked.pool(tokens), masked_means)
+    torch.testing.assert_close(plain.pool(tokens), tokens[:, 1:].mean(1))
+    images = torch.randn(2, 3, 16, 16)
+    assert (remasked(images) - plain(images)).abs().max() > 1e-4

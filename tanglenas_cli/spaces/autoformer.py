@@ -10,6 +10,12 @@ training is ``--opt spos``.
 The discrete network of an architecture is built from the same layer classes at exactly one size each
 (:class:`FixedChoice`), so it computes what the supernet's direct path computes for that candidate.
 Both are initialised as AutoFormer's (:func:`init_weights`) and use its LayerNorm eps (1e-5).
+
+Under soft weights every layer is a superposition ``f(x; sum_c w_c pad(slice_c W))``, each weight used
+once. The original applies the head weights to q, k, v a second time inside attention and re-masks the
+mean pool by the embedding weights, which makes those terms quadratic in the weights; both versions are
+identical under one-hot weights. ``reference_remask=true`` reproduces the original; the default keeps
+the single superposition (the contract every other entangled layer of the project follows).
 """
 
 from __future__ import annotations
@@ -54,6 +60,9 @@ class AutoFormerOptions:
     head_dim: int = 64
     relative_position: int = 14  # max relative distance; 0 = no relative positions
     drop_path: float = 0.1
+    # soft weights only (identical under one-hot ones): as the original, weight q, k, v by the head weights
+    # once more inside attention and re-mask the mean pool by the embedding weights; off: superposition
+    reference_remask: bool = False
 
     def check(self) -> None:
         if self.variant not in VARIANTS:
@@ -81,6 +90,7 @@ class Block(nn.Module):
             [h for _, h in attention_pairs],
             options.head_dim,
             relative_position=options.relative_position or None,
+            remask_heads=options.reference_remask,
         )
         mlp = joint(embed, ratio)
         self.norm2 = EntangledLayerNorm(embed, embeds, eps=LAYER_NORM_EPS)
@@ -116,6 +126,7 @@ class AutoFormerNetwork(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.norm = EntangledLayerNorm(embed, self.embeds, eps=LAYER_NORM_EPS)
         self.head = EntangledLinear(embed, self.embeds, num_classes, bias=True, bias_weighted=False)
+        self.remask_pool = options.reference_remask
 
     def _tokens(self, x: Tensor) -> Tensor:
         embed = self._sources[0].mixing()
@@ -131,7 +142,16 @@ class AutoFormerNetwork(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self._tokens(x)
         x = run_blocks(self.blocks, x, self._sources[1].mixing(), self.depths)
-        return self.head(self.norm(x)[:, 1:].mean(dim=1))
+        return self.head(self.pool(self.norm(x)))
+
+    def pool(self, x: Tensor) -> Tensor:
+        """Return the mean of the patch tokens; with ``reference_remask`` and soft embedding weights, the
+        original's weighted sum of masked means ``sum_e w_e pad(mean(x[..., :e]))`` (= mean * mask)."""
+        pooled = x[:, 1:].mean(dim=1)
+        embed = self._sources[0].mixing()
+        if self.remask_pool and embed.index is None:
+            pooled = pooled * self.token_superposition.mask(embed.weights.to(pooled.dtype))
+        return pooled
 
 
 def init_weights(network: AutoFormerNetwork) -> None:
