@@ -47,7 +47,8 @@ class WeightOptimizerConfig(_Section):
     schedule_unit: Literal["epoch", "step"] = "epoch"
     warmup_epochs: NonNegativeInt = 0
     warmup_steps: NonNegativeInt = 0
-    # no weight decay on 1-d parameters (biases, norms, tokens), as in ViT / AutoFormer training
+    # no weight decay on 1-d parameters (biases, norms), as in ViT / AutoFormer training; a space's own
+    # exemptions (SearchSpace.no_weight_decay: nanoGPT's embeddings, AutoFormer's positions) always apply
     no_decay_1d: StrictBool = False
 
 

@@ -97,28 +97,65 @@ def test_one_hot_reproduces_every_discrete_block(direct, causal):
             assert torch.count_nonzero(got[..., e:]) == 0
 
 
-def test_soft_attention_equals_explicit_sum_of_padded_candidates():
+def soft_attention_layer(**options) -> tuple[Choice, Choice, EntangledSelfAttention]:
+    """An attention layer over embed x heads with non-zero q/k/v biases, under random soft weights."""
     torch.manual_seed(1)
     embed, heads = Choice("embed", EMBEDS), Choice("heads", HEADS)
-    source = JointChoice([embed, heads])
     pairs = list(itertools.product(EMBEDS, HEADS))
-    layer = EntangledSelfAttention(source, [e for e, _ in pairs], [h for _, h in pairs], HEAD_DIM)
+    layer = EntangledSelfAttention(
+        JointChoice([embed, heads]), [e for e, _ in pairs], [h for _, h in pairs], HEAD_DIM, **options
+    )
     nn.init.normal_(layer.qkv_bias)
     embed.set_mixing(torch.softmax(torch.randn(2), 0))
     heads.set_mixing(torch.softmax(torch.randn(2), 0))
-    weights = source.mixing().weights
-    x = torch.randn(2, 5, max(EMBEDS))
+    return embed, heads, layer
+
+
+def explicit_soft_attention(layer, x: torch.Tensor, head_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """sum_c w_c pad(slice_c W) for q, k and v, each block padded alone; q, k, v of head j then scaled
+    by ``head_scale[j]`` if given."""
+    weights = layer.source.mixing().weights
+    pairs = list(itertools.product(EMBEDS, HEADS))
     inner = max(HEADS) * HEAD_DIM
     qkv = torch.zeros(3, inner, max(EMBEDS))
     bias = torch.zeros(3, inner)
     for w, (e, h) in zip(weights, pairs, strict=True):  # [q_c|0][k_c|0][v_c|0], each block padded alone
         qkv[:, : h * HEAD_DIM, :e] += w * layer.qkv_weight[:, : h * HEAD_DIM, :e]
         bias[:, : h * HEAD_DIM] += w * layer.qkv_bias[:, : h * HEAD_DIM]
+    scale = torch.ones(inner) if head_scale is None else head_scale.repeat_interleave(HEAD_DIM)
     q, k, v = (
-        F.linear(x, qkv[j], bias[j]).reshape(2, 5, max(HEADS), HEAD_DIM).transpose(1, 2) for j in range(3)
+        (scale * F.linear(x, qkv[j], bias[j])).reshape(2, 5, max(HEADS), HEAD_DIM).transpose(1, 2)
+        for j in range(3)
     )
     attended = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(2, 5, inner)
-    torch.testing.assert_close(layer(x), layer.proj(attended), atol=1e-5, rtol=1e-5)
+    return layer.proj(attended)
+
+
+def test_soft_attention_equals_explicit_sum_of_padded_candidates():
+    _, _, layer = soft_attention_layer()
+    x = torch.randn(2, 5, max(EMBEDS))
+    torch.testing.assert_close(layer(x), explicit_soft_attention(layer, x), atol=1e-5, rtol=1e-5)
+
+
+def test_remask_heads_weights_q_k_v_by_the_head_weights_once_more_as_the_original():
+    """The original's HeadMaskAttnMixture (``remask_heads``): after the superposed projection, q, k and v
+    of head j are scaled again by m_j = sum_{h > j} w_h, so they carry m_j ** 2 (quadratic in the weights);
+    under one-hot weights m_j is 0 or 1 and both versions compute the same, in the mixture path too."""
+    embed, heads, layer = soft_attention_layer(remask_heads=True)
+    plain = EntangledSelfAttention(layer.source, layer.embed, layer.heads, HEAD_DIM)
+    plain.load_state_dict(layer.state_dict())
+    x = torch.randn(2, 5, max(EMBEDS))
+    head_weights = heads.mixing().weights
+    m = torch.stack(
+        [sum(w for w, h in zip(head_weights, HEADS, strict=True) if h > j) for j in range(max(HEADS))]
+    )
+    assert 0 < float(m[-1]) < 1  # the second head is partly in
+    torch.testing.assert_close(layer(x), explicit_soft_attention(layer, x, m), atol=1e-5, rtol=1e-5)
+    assert (layer(x) - plain(x)).abs().max() > 1e-3
+    for e, h in itertools.product(EMBEDS, HEADS):
+        one_hot(embed, e, direct=False)
+        one_hot(heads, h, direct=False)
+        torch.testing.assert_close(layer(x), plain(x), atol=1e-6, rtol=1e-6)
 
 
 def test_layer_norm_mixture_and_embedding_equal_their_definitions():

@@ -74,10 +74,24 @@ def test_bad_architectures_and_options_are_user_errors():
         space.build_supernet(entangle=False)
 
 
-def test_search_then_train_inheriting_the_supernet_weights(tmp_path):
+def test_search_then_train_inheriting_the_supernet_weights(tmp_path, monkeypatch):
+    from tanglenas_cli.spaces.autoformer import AutoFormerSpace
+
+    exempted: list[set[str]] = []  # search and train build their weight optimizers with the exemptions
+    original = AutoFormerSpace.no_weight_decay
+
+    def recording(self, model):
+        exempted.append(original(self, model))
+        return exempted[-1]
+
+    monkeypatch.setattr(AutoFormerSpace, "no_weight_decay", recording)
     settings = ["dataset_options.size=16", "dataset_options.channels=3", "logging.progress=false", "epochs=1",
                 *(f"space_options.{k}={v}" for k, v in OPTIONS.items())]  # fmt: skip
     supernet, saved = search_then_inherit(tmp_path, "autoformer", settings)
+    assert len(exempted) == 2 and all({"cls_token", "pos_embed"} <= names for names in exempted)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["weight_optimizer"]
+    no_decay = state["param_groups"][1]  # the supernet's: tokens, positions and 4 tables in each of 2 blocks
+    assert no_decay["weight_decay"] == 0 and len(no_decay["params"]) == 10
     network = saved["model"]
     for key, tensor in network.items():  # lr 1e-12: still the supernet's leading slices
         torch.testing.assert_close(
@@ -109,3 +123,52 @@ def test_paper_presets_follow_the_reference():
     assert (cfg.mixup.mixup_alpha, cfg.mixup.cutmix_alpha, cfg.mixup.label_smoothing) == (0.8, 1.0, 0.1)
     assert cfg.dataset_options == {"size": 224, "randaugment": "rand-m9-mstd0.5-inc1", "random_erasing": 0.25}
     assert build_config(preset="autoformer-s-imagenet-drnas").space == "autoformer_s"
+
+
+def test_layer_norms_use_pytorch_default_eps_like_the_original():
+    """AutoFormer's LayerNormSuper keeps PyTorch's eps (1e-5), in the supernet and in discrete networks."""
+    from torch import nn
+
+    from tanglenas_cli.nas import EntangledLayerNorm
+
+    space = make()
+    for model in (space.build_supernet(), space.build_network(ARCHS[1])):
+        norms = [m for m in model.modules() if isinstance(m, EntangledLayerNorm)]
+        assert len(norms) == 5 and {norm.eps for norm in norms} == {nn.LayerNorm(4).eps} == {1e-5}
+    network = space.build_network(ARCHS[1])
+    torch.manual_seed(0)
+    x = 1e-3 * torch.randn(2, 5, 16)  # variance 1e-6: an eps of 1e-6 instead of 1e-5 changes the output
+    reference = nn.LayerNorm(16)
+    with torch.no_grad():
+        reference.weight.copy_(network.norm.weight)
+        reference.bias.copy_(network.norm.bias)
+    torch.testing.assert_close(network.norm(x), reference(x))
+
+
+def test_reference_remask_is_exact_under_one_hot_weights_and_remasks_the_pool_under_soft_ones():
+    """``reference_remask``: the original's second application of the head weights in attention and of
+    the embedding weights in the mean pool. One-hot weights (mixture path) still give the discrete network."""
+    import torch.nn.functional as F
+
+    for arch in ARCHS:
+        torch.manual_seed(0)
+        got, want = one_hot_outputs(
+            make(reference_remask=True), arch, picks_of(arch), torch.randn(2, 3, 16, 16), direct=False
+        )
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.manual_seed(0)
+    remasked = make(reference_remask=True).build_supernet().eval()
+    plain = make().build_supernet().eval()
+    plain.load_state_dict(remasked.state_dict())
+    for model in (remasked, plain):
+        torch.manual_seed(1)
+        for choice in choices_by_name(model).values():
+            choice.set_mixing(torch.softmax(torch.randn(len(choice)), 0))
+    embed_weights = choices_by_name(remasked)["embed"].mixing().weights
+    tokens = torch.randn(2, 17, 24)
+    pairs = zip(embed_weights, (16, 24), strict=True)
+    masked_means = sum(w * F.pad(tokens[:, 1:, :e].mean(1), (0, 24 - e)) for w, e in pairs)
+    torch.testing.assert_close(remasked.pool(tokens), masked_means)
+    torch.testing.assert_close(plain.pool(tokens), tokens[:, 1:].mean(1))
+    images = torch.randn(2, 3, 16, 16)
+    assert (remasked(images) - plain(images)).abs().max() > 1e-4

@@ -15,7 +15,7 @@ from tanglenas_cli.data import DatasetInfo, build_datasets, search_splits
 from tanglenas_cli.data.tokens import TokenWindows
 from tanglenas_cli.engine.evaluation import flatten_tokens
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import Sampler, SubsetSPOSSampler, make_sampler
+from tanglenas_cli.nas import Sampler, SubsetSPOSSampler, make_sampler, weight_parameters
 from tanglenas_cli.spaces import SPACE_REGISTRY
 from tanglenas_cli.spaces.base import DataShape, SearchSpace
 
@@ -154,15 +154,24 @@ def arch_weight_decay(cfg: RunConfig) -> float:
     return cfg.arch_optimizer.weight_decay
 
 
-def make_weight_optimizer(cfg: RunConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """Return the weight optimizer (SGD, Adam or AdamW) of the config."""
+def make_weight_optimizer(
+    cfg: RunConfig, params: Iterable[nn.Parameter], no_decay: Iterable[torch.Tensor] = ()
+) -> torch.optim.Optimizer:
+    """Return the weight optimizer (SGD, Adam or AdamW) of the config over ``params``.
+
+    Parameters in ``no_decay`` (by identity), and with ``weight_optimizer.no_decay_1d`` every 1-d
+    parameter, form a second group with weight decay 0.
+    """
     spec = cfg.weight_optimizer
     params = list(params)
+    exempt = {id(p) for p in no_decay}
     groups: list[dict] = [{"params": params}]
-    if spec.no_decay_1d:
+    if spec.no_decay_1d or exempt:
+        free = [p for p in params if id(p) in exempt or (spec.no_decay_1d and p.dim() <= 1)]
+        free_ids = {id(p) for p in free}
         groups = [
-            {"params": [p for p in params if p.dim() > 1]},
-            {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0},
+            {"params": [p for p in params if id(p) not in free_ids]},
+            {"params": free, "weight_decay": 0.0},
         ]
     if spec.name == "sgd":
         return torch.optim.SGD(
@@ -170,6 +179,23 @@ def make_weight_optimizer(cfg: RunConfig, params: Iterable[nn.Parameter]) -> tor
         )
     optimizer_type = torch.optim.Adam if spec.name == "adam" else torch.optim.AdamW
     return optimizer_type(groups, lr=spec.lr, betas=tuple(spec.betas), weight_decay=spec.weight_decay)
+
+
+def make_space_weight_optimizer(
+    cfg: RunConfig, space: SearchSpace, model: nn.Module
+) -> torch.optim.Optimizer:
+    """Return the weight optimizer of ``model``, a supernet or a discrete network of ``space``.
+
+    It trains every trainable parameter except the architecture logits (by identity); the parameters
+    the space exempts (:meth:`SearchSpace.no_weight_decay`) get no weight decay. ``search`` and
+    ``train`` both build theirs here.
+    """
+    named = dict(model.named_parameters())
+    exempt = space.no_weight_decay(model)
+    unknown = sorted(exempt - named.keys())
+    if unknown:
+        raise ValueError(f"space {space.name!r} exempts parameters the model lacks: {', '.join(unknown)}")
+    return make_weight_optimizer(cfg, weight_parameters(model), [named[name] for name in sorted(exempt)])
 
 
 class WeightLoss:

@@ -40,7 +40,7 @@ from tanglenas_cli.engine.factory import (
     load_search_data,
     make_sampler_for,
     make_space,
-    make_weight_optimizer,
+    make_space_weight_optimizer,
 )
 from tanglenas_cli.engine.loaders import WeightBatches, batch_stream, epoch_loader
 from tanglenas_cli.engine.lookup import BenchmarkLookup
@@ -51,7 +51,7 @@ from tanglenas_cli.engine.progress import RunProgress
 from tanglenas_cli.engine.speed import check_compile_supported, speed_up
 from tanglenas_cli.engine.tracker import Tracker, require_wandb
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import Architect, Choice, MicroBatches, weight_parameters
+from tanglenas_cli.nas import Architect, Choice, MicroBatches
 from tanglenas_cli.spaces.base import SearchSpace, choices_by_name
 
 
@@ -100,7 +100,7 @@ class SearchRun:
         speed_up(self.model, channels_last=cfg.channels_last, compile=cfg.compile)
         self.choices = choices_by_name(self.model)
         self.sampler = make_sampler_for(cfg, self.space)
-        self.weight_optimizer = make_weight_optimizer(cfg, weight_parameters(self.model))
+        self.weight_optimizer = make_space_weight_optimizer(cfg, self.space, self.model)
         self.language_model = self.space.task == "language_model"
         self.weight_loss = WeightLoss(cfg, self.data.info.num_classes, sequence=self.language_model)
         self.batches = WeightBatches(

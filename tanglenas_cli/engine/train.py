@@ -19,7 +19,7 @@ from tanglenas_cli.engine.factory import (
     WeightLoss,
     check_input_sizes,
     make_space,
-    make_weight_optimizer,
+    make_space_weight_optimizer,
 )
 from tanglenas_cli.engine.loaders import WeightBatches, epoch_loader
 from tanglenas_cli.engine.precision import StepGuard, make_accelerator
@@ -27,6 +27,7 @@ from tanglenas_cli.engine.progress import RunProgress
 from tanglenas_cli.engine.speed import speed_up
 from tanglenas_cli.engine.tracker import Tracker, require_wandb
 from tanglenas_cli.errors import UserError
+from tanglenas_cli.nas import weight_parameters
 
 
 def default_train_dir(arch_file: Path, cfg: RunConfig) -> Path:
@@ -103,8 +104,8 @@ def run_train(arch_file: Path, cfg: RunConfig, inherit: Path | None = None) -> d
         space.inherit_weights(supernet["model"], model)
     model = model.to(device)
     speed_up(model, channels_last=cfg.channels_last, compile=cfg.compile)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_weight_optimizer(cfg, params)
+    params = weight_parameters(model)  # a discrete network has no architecture logits: all trainable ones
+    optimizer = make_space_weight_optimizer(cfg, space, model)
     weight_loss = WeightLoss(cfg, info.num_classes, sequence=space.task == "language_model")
     batches = WeightBatches(train_set, cfg.batch_size, cfg.seed, grad_accum=cfg.grad_accum,
                             steps_per_epoch=cfg.steps_per_epoch, num_workers=cfg.num_workers,

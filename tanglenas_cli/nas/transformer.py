@@ -146,6 +146,12 @@ class EntangledSelfAttention(nn.Module):
     ``embed`` and ``heads`` give each of its candidates' e and h. q, k, v are three separate blocks of
     one ``(3, H * head_dim, E)`` weight; candidate (e, h) uses ``[:, :h * head_dim, :e]``. The output
     projection is an :class:`EntangledLinear` (in h * head_dim, out e) on the same source.
+
+    Under soft weights the q, k, v of head j carry the total weight ``m_j`` of the candidates that have
+    head j (from the superposed weight), once. ``remask_heads`` multiplies them by ``m_j`` once more, as
+    the original's ``HeadMaskAttnMixture`` does after its superposed qkv projection: q, k, v then carry
+    ``m_j ** 2``, no longer a superposition ``sum_c w_c pad(slice_c W)`` of the weights. The two agree
+    exactly under one-hot weights (``m_j`` is 0 or 1).
     """
 
     def __init__(
@@ -159,6 +165,7 @@ class EntangledSelfAttention(nn.Module):
         proj_bias: bool = True,
         causal: bool = False,
         relative_position: int | None = None,
+        remask_heads: bool = False,
     ) -> None:
         super().__init__()
         self._source = [source]
@@ -168,6 +175,9 @@ class EntangledSelfAttention(nn.Module):
         self.head_dim, self.causal = head_dim, causal
         inner = tuple(h * head_dim for h in self.heads)
         shape = (3, max(inner), max(self.embed))
+        self.remask_heads = remask_heads
+        rows = torch.tensor([[float(row < size) for row in range(shape[1])] for size in inner])
+        self.register_buffer("head_rows", rows, persistent=False)  # candidate -> the q/k/v rows of its heads
         self.qkv_weight = nn.Parameter(torch.empty(shape))
         self.qkv_bias = nn.Parameter(torch.zeros(shape[:2])) if qkv_bias else None
         self.qkv_superposition = _superposition(shape, [(1, inner), (2, self.embed)], count)
@@ -211,6 +221,10 @@ class EntangledSelfAttention(nn.Module):
         weights = mixing.weights.to(self.qkv_weight.dtype)
         weight = self.qkv_superposition.superpose(self.qkv_weight, weights)
         bias = None if self.qkv_bias is None else self.bias_superposition.superpose(self.qkv_bias, weights)
+        if self.remask_heads:  # scaling a row of the weight and bias scales that output of q, k or v
+            head_mask = weights @ self.head_rows.to(weights.dtype)
+            weight = weight * head_mask[:, None]
+            bias = None if bias is None else bias * head_mask
         q, k, v = (F.linear(x, weight[j], None if bias is None else bias[j]) for j in range(3))
         # padded heads have q = k = v = 0 and contribute exactly zero output
         return self.proj(self._attend(q, k, v, self.qkv_weight.shape[1] // self.head_dim))

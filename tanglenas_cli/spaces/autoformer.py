@@ -9,6 +9,13 @@ training is ``--opt spos``.
 
 The discrete network of an architecture is built from the same layer classes at exactly one size each
 (:class:`FixedChoice`), so it computes what the supernet's direct path computes for that candidate.
+Both are initialised as AutoFormer's (:func:`init_weights`) and use its LayerNorm eps (1e-5).
+
+Under soft weights every layer is a superposition ``f(x; sum_c w_c pad(slice_c W))``, each weight used
+once. The original applies the head weights to q, k, v a second time inside attention and re-masks the
+mean pool by the embedding weights, which makes those terms quadratic in the weights; both versions are
+identical under one-hot weights. ``reference_remask=true`` reproduces the original; the default keeps
+the single superposition (the contract every other entangled layer of the project follows).
 """
 
 from __future__ import annotations
@@ -30,9 +37,11 @@ from tanglenas_cli.nas import (
     WeightSource,
 )
 from tanglenas_cli.nas.superposition import SlicedDim, Superposition
-from tanglenas_cli.nas.transformer import run_blocks
+from tanglenas_cli.nas.transformer import RelativePosition2D, run_blocks
 from tanglenas_cli.spaces import register_space
 from tanglenas_cli.spaces.transformer_space import Layers, TransformerSpace, joint
+
+LAYER_NORM_EPS = 1e-5  # AutoFormer's LayerNormSuper: PyTorch's default
 
 VARIANTS: dict[str, dict[str, tuple]] = {
     "T": {"embed": (192, 216, 240), "depth": (12, 13, 14), "heads": (3, 4), "mlp_ratio": (3.5, 4.0)},
@@ -51,6 +60,9 @@ class AutoFormerOptions:
     head_dim: int = 64
     relative_position: int = 14  # max relative distance; 0 = no relative positions
     drop_path: float = 0.1
+    # soft weights only (identical under one-hot ones): as the original, weight q, k, v by the head weights
+    # once more inside attention and re-mask the mean pool by the embedding weights; off: superposition
+    reference_remask: bool = False
 
     def check(self) -> None:
         if self.variant not in VARIANTS:
@@ -71,16 +83,17 @@ class Block(nn.Module):
         attention_pairs = list(itertools.product(embed.candidates, heads.candidates))
         mlp_pairs = list(itertools.product(embed.candidates, ratio.candidates))
         hidden = [int(e * r) for e, r in mlp_pairs]
-        self.norm1 = EntangledLayerNorm(embed, embeds, eps=1e-6)
+        self.norm1 = EntangledLayerNorm(embed, embeds, eps=LAYER_NORM_EPS)
         self.attention = EntangledSelfAttention(
             joint(embed, heads),
             [e for e, _ in attention_pairs],
             [h for _, h in attention_pairs],
             options.head_dim,
             relative_position=options.relative_position or None,
+            remask_heads=options.reference_remask,
         )
         mlp = joint(embed, ratio)
-        self.norm2 = EntangledLayerNorm(embed, embeds, eps=1e-6)
+        self.norm2 = EntangledLayerNorm(embed, embeds, eps=LAYER_NORM_EPS)
         self.fc1 = EntangledLinear(mlp, [e for e, _ in mlp_pairs], hidden)
         self.fc2 = EntangledLinear(mlp, hidden, [e for e, _ in mlp_pairs])
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -111,8 +124,9 @@ class AutoFormerNetwork(nn.Module):
         sliced = [SlicedDim(0, tuple(self.embeds))] if len(set(self.embeds)) > 1 else [SlicedDim(0, (width,))]
         self.token_superposition = Superposition((width,), sliced)
         self.blocks = nn.ModuleList(blocks)
-        self.norm = EntangledLayerNorm(embed, self.embeds, eps=1e-6)
+        self.norm = EntangledLayerNorm(embed, self.embeds, eps=LAYER_NORM_EPS)
         self.head = EntangledLinear(embed, self.embeds, num_classes, bias=True, bias_weighted=False)
+        self.remask_pool = options.reference_remask
 
     def _tokens(self, x: Tensor) -> Tensor:
         embed = self._sources[0].mixing()
@@ -128,7 +142,40 @@ class AutoFormerNetwork(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self._tokens(x)
         x = run_blocks(self.blocks, x, self._sources[1].mixing(), self.depths)
-        return self.head(self.norm(x)[:, 1:].mean(dim=1))
+        return self.head(self.pool(self.norm(x)))
+
+    def pool(self, x: Tensor) -> Tensor:
+        """Return the mean of the patch tokens; with ``reference_remask`` and soft embedding weights, the
+        original's weighted sum of masked means ``sum_e w_e pad(mean(x[..., :e]))`` (= mean * mask)."""
+        pooled = x[:, 1:].mean(dim=1)
+        embed = self._sources[0].mixing()
+        if self.remask_pool and embed.index is None:
+            pooled = pooled * self.token_superposition.mask(embed.weights.to(pooled.dtype))
+        return pooled
+
+
+def init_weights(network: AutoFormerNetwork) -> None:
+    """Initialise ``network`` as AutoFormer's ``_init_weights`` does its supernet and subnets.
+
+    Linear layers (q/k/v, attention projection, MLP, classifier): weights trunc_normal(std 0.02), biases
+    0; LayerNorms: weight 1, bias 0. The class token, position embedding and relative-position tables
+    are trunc_normal(0.02) when built (as timm's ViT); the patch embedding keeps ``nn.Conv2d``'s default,
+    which the original's plain ``Conv2d`` also keeps. Prefix slices of a super tensor drawn this way have
+    the same distribution as the discrete layer of that size, so supernet and subnets start alike.
+    """
+    for module in network.modules():
+        if isinstance(module, EntangledLinear):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, EntangledSelfAttention):
+            nn.init.trunc_normal_(module.qkv_weight, std=0.02)
+            if module.qkv_bias is not None:
+                nn.init.zeros_(module.qkv_bias)
+        elif isinstance(module, EntangledLayerNorm):
+            nn.init.ones_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
 
 class AutoFormerSpace(TransformerSpace):
@@ -147,14 +194,25 @@ class AutoFormerSpace(TransformerSpace):
             )
         return height
 
+    def no_weight_decay(self, model: nn.Module) -> set[str]:
+        """AutoFormer's exemptions: the class token, the position embedding and the relative-position tables
+        (1-d parameters follow ``weight_optimizer.no_decay_1d``, on in the presets, as the original)."""
+        names = {"cls_token", "pos_embed"}
+        for prefix, module in model.named_modules():
+            if isinstance(module, RelativePosition2D):
+                names.update(f"{prefix}.{name}" for name, _ in module.named_parameters())
+        return names
+
     def _network(self, embed: WeightSource, depth: WeightSource, layers: Layers) -> nn.Module:
         rates = torch.linspace(0, self.options.drop_path, len(layers)).tolist() if layers else []
         blocks = [
             Block(embed, heads, ratio, self.options, rate)
             for (heads, ratio), rate in zip(layers, rates, strict=True)
         ]
-        return AutoFormerNetwork(embed, depth, blocks, self.data.input_shape[0], self._image_size(),
-                                 self.data.num_classes, self.options)  # fmt: skip
+        network = AutoFormerNetwork(embed, depth, blocks, self.data.input_shape[0], self._image_size(),
+                                    self.data.num_classes, self.options)  # fmt: skip
+        init_weights(network)
+        return network
 
 
 @register_space("autoformer")

@@ -90,6 +90,16 @@ class SearchSpace:
         """Initialise ``supernet`` from a released checkpoint (``search --init-from``); return a summary."""
         raise UserError(f"space {self.name!r} has no pretrained checkpoint format to --init-from")
 
+    def no_weight_decay(self, model: nn.Module) -> set[str]:
+        """Return the names of ``model``'s parameters that this space's reference trains without weight decay.
+
+        ``model`` is this space's supernet or one of its discrete networks. The weight optimizers of
+        ``search`` and ``train`` put these in the zero-decay group whatever their shape (the timm
+        ``no_weight_decay`` convention); ``weight_optimizer.no_decay_1d`` adds every 1-d parameter.
+        Default: none.
+        """
+        return set()
+
     def spos_subsets(self) -> list[list[str]] | None:
         """Return groups of choice names of which SPOS keeps only some per sample (None: no groups)."""
         return None

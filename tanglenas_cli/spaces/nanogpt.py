@@ -7,12 +7,14 @@ with the output head. Everything is weight-entangled; depth candidates mix the o
 and 7 blocks.
 
 Inputs are token ids ``(B, T)``; the network returns next-token logits ``(B, T, V)``. The discrete
-network of an architecture uses the same layers at exactly one size (:class:`FixedChoice`).
+network of an architecture uses the same layers at exactly one size (:class:`FixedChoice`). Both are
+initialised as nanoGPT's (:func:`init_weights`).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +27,7 @@ from tanglenas_cli.nas import (
     EntangledLayerNorm,
     EntangledLinear,
     WeightSource,
+    arch_parameters,
 )
 from tanglenas_cli.nas.superposition import SlicedDim, Superposition
 from tanglenas_cli.nas.transformer import EntangledWidthAttention, run_blocks
@@ -116,6 +119,35 @@ class GPTNetwork(nn.Module):
         return F.linear(x, self.head_superposition.superpose(self.tokens.weight, embed.weights.to(x.dtype)))
 
 
+def init_weights(network: GPTNetwork, layers: int) -> None:
+    """Initialise ``network`` as nanoGPT does: every linear weight (q/k/v, MLP) and both embedding tables
+    (the token table is also the tied head) from N(0, 0.02), biases 0, LayerNorm weights 1; the last
+    linear layer of each residual branch (attention and MLP ``c_proj``) from N(0, 0.02 / sqrt(2 * layers)).
+
+    ``layers`` is the depth the network is built for: the largest candidate depth for the supernet,
+    the architecture's depth for a discrete network (nanoGPT's ``n_layer``).
+    """
+    for module in network.modules():
+        if isinstance(module, EntangledLinear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, EntangledWidthAttention):
+            nn.init.normal_(module.qkv_weight, std=0.02)
+            if module.qkv_bias is not None:
+                nn.init.zeros_(module.qkv_bias)
+        elif isinstance(module, EntangledEmbedding):
+            nn.init.normal_(module.weight, std=0.02)
+        elif isinstance(module, EntangledLayerNorm):
+            nn.init.ones_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    residual_std = 0.02 / math.sqrt(2 * layers)
+    for block in network.blocks:
+        nn.init.normal_(block.attention.proj.weight, std=residual_std)
+        nn.init.normal_(block.fc2.weight, std=residual_std)
+
+
 @register_space("nanogpt")
 class NanoGPTSpace(TransformerSpace):
     """nanoGPT: depth, width, per-layer heads and MLP ratios of a GPT-2 style language model."""
@@ -128,8 +160,21 @@ class NanoGPTSpace(TransformerSpace):
     default_dataset = "tinystories"
     task = "language_model"
 
+    def no_weight_decay(self, model: nn.Module) -> set[str]:
+        """nanoGPT decays the weights of its linear layers (q/k/v, projections, MLP) only: the token table
+        (also the tied head), the position table and the LayerNorms get none, whatever ``no_decay_1d``."""
+        decayed = {id(p) for p in arch_parameters(model)}  # logits are not weights at all
+        for module in model.modules():
+            if isinstance(module, EntangledLinear):
+                decayed.add(id(module.weight))
+            elif isinstance(module, EntangledWidthAttention):
+                decayed.add(id(module.qkv_weight))
+        return {name for name, parameter in model.named_parameters() if id(parameter) not in decayed}
+
     def _network(self, embed: WeightSource, depth: WeightSource, layers: Layers) -> nn.Module:
         blocks = [GPTBlock(embed, heads, ratio, self.options.dropout) for heads, ratio in layers]
         multiple = self.options.vocab_multiple
         vocab, block_size = -(-self.data.num_classes // multiple) * multiple, self.data.input_shape[0]
-        return GPTNetwork(embed, depth, blocks, vocab, block_size, self.options.dropout)
+        network = GPTNetwork(embed, depth, blocks, vocab, block_size, self.options.dropout)
+        init_weights(network, max(int(d) for d in depth.candidates))
+        return network
