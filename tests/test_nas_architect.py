@@ -139,3 +139,21 @@ def test_second_order_gradient_matches_brute_force_finite_differences(seed):
     gap = max(float((p - g).abs().max()) for p, g in zip(plain, grads, strict=True))
     tolerance = max(float(2e-3 * g.abs().max() + 1e-6) for g in grads)
     assert gap > 10 * tolerance, (gap, tolerance)
+
+
+def test_virtual_step_uses_each_parameters_own_weight_decay():
+    """darts_v2's virtual step w' = w - lr * (grad + wd * w) takes wd from the parameter's own group."""
+    model, train, _ = make_problem(0)
+    params = weight_parameters(model)
+    decayed, exempt = [p for p in params if p.dim() > 1], [p for p in params if p.dim() <= 1]
+    optimizer = torch.optim.SGD([{"params": decayed}, {"params": exempt, "weight_decay": 0.0}],
+                                lr=0.5, weight_decay=0.1)  # fmt: skip
+    sampler = DartsSampler()
+    sampler.sample(find_choices(model))
+    architect = Architect(model, sampler, loss_fn, second_order=True, weight_optimizer=optimizer)
+    grads = torch.autograd.grad(loss_fn(model, train), params)
+    before = [p.detach().clone() for p in params]
+    architect._virtual_step(train, 0.5)
+    for param, grad, old in zip(params, grads, before, strict=True):
+        decay = 0.1 if param.dim() > 1 else 0.0
+        torch.testing.assert_close(param.detach(), old - 0.5 * (grad + decay * old))

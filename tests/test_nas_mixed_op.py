@@ -77,3 +77,38 @@ def test_all_zero_edge_and_strided_zero():
     choice.set_mixing(torch.tensor([1.0]))
     out = op(torch.randn(2, 3, 8, 8))
     assert out.shape == (2, 3, 4, 4) and torch.count_nonzero(out) == 0
+
+
+def test_weight_sharing_gdas_passes_a_gradient_to_every_straight_through_weight():
+    """WS under GDAS is sum_j (h_j * op_j(x) if j == k else h_j), as the original code: every h_j learns."""
+    from tanglenas_cli.nas import GDASSampler
+
+    torch.manual_seed(0)
+    choice = Choice("edge", ["a", "b", "c"])
+    ops = [nn.Conv2d(2, 2, 3, padding=1) for _ in range(3)]
+    op = MixedOp(choice, ops)
+    x = torch.randn(2, 2, 5, 5)
+    GDASSampler(seed=0, tau_max=1.0).sample([choice])
+    mixing = choice.mixing()
+    out = op(x)
+    (out * torch.linspace(-1, 2, out.numel()).view_as(out)).sum().backward(retain_graph=True)
+    got = choice.arch_logits.grad.clone()
+    choice.arch_logits.grad = None
+    hard, k = mixing.weights, mixing.index
+    terms = [hard[j] * ops[j](x) if j == k else hard[j] for j in range(3)]
+    expected = sum(terms[1:], terms[0])
+    (expected * torch.linspace(-1, 2, out.numel()).view_as(out)).sum().backward(retain_graph=True)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(got, choice.arch_logits.grad)
+    # the selected term alone (what the project did before) gives a different gradient
+    choice.arch_logits.grad = None
+    ((hard[k] * ops[k](x)) * torch.linspace(-1, 2, out.numel()).view_as(out)).sum().backward()
+    assert not torch.allclose(got, choice.arch_logits.grad)
+
+
+def test_entangled_edges_under_gdas_return_the_selected_candidate_alone():
+    choice, conv, _, op = nb201_edge()
+    weights = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0], requires_grad=True)
+    choice.set_mixing(weights, 2)
+    x = torch.randn(1, 4, 5, 5)
+    torch.testing.assert_close(op(x), conv.forward_candidate(x, 0, weights[2]))

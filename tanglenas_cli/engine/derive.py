@@ -11,7 +11,7 @@ from torch import nn
 from tanglenas_cli.config import RunConfig, load_config
 from tanglenas_cli.engine import run_dir as files
 from tanglenas_cli.engine.checkpoint import load_checkpoint
-from tanglenas_cli.engine.factory import load_search_data
+from tanglenas_cli.engine.factory import build_search_supernet, load_search_data
 from tanglenas_cli.engine.posthoc import (
     EvolutionSettings,
     GenomeDrawer,
@@ -50,7 +50,7 @@ def load_supernet(run_dir: Path) -> tuple[RunConfig, SearchSpace, nn.Module]:
     cfg = load_config(run_dir)
     state = load_checkpoint(run_dir / files.CHECKPOINT, kind="search")
     space = space_from_state(cfg.space, state["data_shape"], cfg.space_options)
-    model = space.build_supernet(entangle=cfg.entangle)
+    model = build_search_supernet(cfg, space)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as error:

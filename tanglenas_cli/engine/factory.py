@@ -102,6 +102,22 @@ def make_space(name: str, info: DatasetInfo, options: dict | None) -> SearchSpac
     return SPACE_REGISTRY[name](data_shape(info), options or {})
 
 
+def build_search_supernet(cfg: RunConfig, space: SearchSpace) -> nn.Module:
+    """Return the supernet of the config (WE or WS; ``entangled_groups`` where the space has such groups)."""
+    if cfg.entangled_groups == "original":
+        return space.build_supernet(entangle=cfg.entangle)
+    if not cfg.entangle:
+        raise UserError(
+            f"entangled_groups={cfg.entangled_groups} applies to weight entanglement; drop --ws or it"
+        )
+    if not space.scalable_groups:
+        raise UserError(
+            f"entangled_groups={cfg.entangled_groups} applies to spaces whose entangled groups end in batch"
+            f" norm (nb201, darts, toy_cell); {space.name} has none"
+        )
+    return space.build_supernet(entangle=True, entangled_groups=cfg.entangled_groups)  # type: ignore[call-arg]
+
+
 def check_input_sizes(cfg: RunConfig, space: SearchSpace) -> None:
     """Refuse, in one line, a space whose networks take one input size when the data varies it per batch.
 

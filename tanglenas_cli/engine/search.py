@@ -36,6 +36,7 @@ from tanglenas_cli.engine.factory import (
     LearningRateSchedule,
     WeightLoss,
     arch_weight_decay,
+    build_search_supernet,
     check_input_sizes,
     load_search_data,
     make_sampler_for,
@@ -91,7 +92,7 @@ class SearchRun:
         check_input_sizes(cfg, self.space)
         if cfg.compile:
             check_compile_supported(cfg.optimizer)
-        self.model = self.space.build_supernet(entangle=cfg.entangle)
+        self.model = build_search_supernet(cfg, self.space)
         self.initialised_from = None
         if cfg.init_from is not None and checkpoint is None:  # a resumed run has its own weights
             self.initialised_from = self.space.load_pretrained(self.model, cfg.init_from.expanduser())
@@ -189,7 +190,12 @@ class SearchRun:
     def _restore(self, state: dict[str, Any]) -> None:
         saved = state.get("config", {})
         current = self.cfg.model_dump(mode="json")
-        added_later = {"arch_split_size": None, "search_strategy": "alternating"}  # older checkpoints: absent
+        # older checkpoints: absent
+        added_later = {
+            "arch_split_size": None,
+            "search_strategy": "alternating",
+            "entangled_groups": "original",
+        }
         for key in ("space", "optimizer", "dataset", "entangle", "space_options", "dataset_options",
                     *added_later):  # fmt: skip
             if saved.get(key, added_later.get(key)) != current.get(key):

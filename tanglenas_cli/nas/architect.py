@@ -135,11 +135,14 @@ class Architect:
     def _virtual_step(self, train_batch: Any, lr: float) -> None:
         """Move the weights in place to ``w' = w - lr * (momentum * buffer + grad + wd * w)``."""
         grads = self._gradients(self._loss(train_batch), self.weight_params)
-        momentum, weight_decay, buffers = 0.0, 0.0, {}
+        momentum, decay_of, buffers = 0.0, {}, {}
         if self.weight_optimizer is not None:
-            group = self.weight_optimizer.param_groups[0]
-            momentum = float(group.get("momentum", 0.0) or 0.0)
-            weight_decay = float(group.get("weight_decay", 0.0) or 0.0)
+            momentum = float(self.weight_optimizer.param_groups[0].get("momentum", 0.0) or 0.0)
+            decay_of = {  # each parameter's own group: exempt parameters get no decay here either
+                id(p): float(group.get("weight_decay", 0.0) or 0.0)
+                for group in self.weight_optimizer.param_groups
+                for p in group["params"]
+            }
             buffers = {
                 id(p): s["momentum_buffer"]
                 for p, s in self.weight_optimizer.state.items()
@@ -147,7 +150,7 @@ class Architect:
             }
         with torch.no_grad():
             for param, grad in zip(self.weight_params, grads, strict=True):
-                direction = grad + weight_decay * param
+                direction = grad + decay_of.get(id(param), 0.0) * param
                 buffer = buffers.get(id(param))
                 if momentum and buffer is not None:
                     direction = direction + momentum * buffer

@@ -86,9 +86,10 @@ class Choice(nn.Module):
         """Return softmax(logits) as a detached tensor."""
         return torch.softmax(self.arch_logits.detach().float(), dim=-1)
 
-    def subset(self, indices: Sequence[int]) -> ChoiceSubset:
-        """Return a view onto some of this choice's candidates (e.g. an entangled group of an edge)."""
-        return ChoiceSubset(self, indices)
+    def subset(self, indices: Sequence[int], normalized: bool = False) -> ChoiceSubset:
+        """Return a view onto some of this choice's candidates (e.g. an entangled group of an edge);
+        ``normalized``: its weights divided by their sum (all zero when the sum is zero)."""
+        return ChoiceSubset(self, indices, normalized)
 
 
 class FixedChoice:
@@ -142,14 +143,16 @@ def _root_choices(source: WeightSource) -> list[Choice]:
 
 
 class ChoiceSubset(_CachedSource):
-    """Some candidates of a choice, in a given order; mixing weights are the matching entries."""
+    """Some candidates of a choice, in a given order; mixing weights are the matching entries, or
+    (``normalized``) those entries divided by their sum."""
 
-    def __init__(self, parent: Choice, indices: Sequence[int]) -> None:
+    def __init__(self, parent: Choice, indices: Sequence[int], normalized: bool = False) -> None:
         super().__init__([parent])
         if not indices or any(not 0 <= i < len(parent) for i in indices):
             raise ValueError(f"subset {list(indices)} out of range for choice {parent.name!r}")
         self.parent = parent
         self.indices = list(indices)
+        self.normalized = normalized
         self.candidates = [parent.candidates[i] for i in self.indices]
         self._index_tensor = torch.tensor(self.indices)
 
@@ -159,6 +162,8 @@ class ChoiceSubset(_CachedSource):
     def _compute(self) -> Mixing:
         parent = self.parent.mixing()
         weights = parent.weights.index_select(0, self._index_tensor.to(parent.weights.device))
+        if self.normalized:  # a zero sum leaves zeros (0 / tiny), never NaN
+            weights = weights / weights.sum().clamp_min(torch.finfo(weights.dtype).tiny)
         index = self.indices.index(parent.index) if parent.index in self.indices else None
         return Mixing(weights, index)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -57,6 +58,16 @@ class MixedOp(nn.Module):
     ``Zero`` candidates are skipped in the mixture (they add exactly zero to output and gradients), and
     an identity plus a stride-1 average pool are computed as one fused term that stores only ``x``.
     With ``pad_dim`` set, outputs of different widths are zero-padded to the widest before summing.
+
+    ``scale_groups``: each group's output is multiplied by its total weight ``s = sum_{i in group} w_i``;
+    build the group's layers on ``choice.subset(indices, normalized=True)`` so that they see ``w_i / s``.
+    A group ending in batch norm otherwise ignores ``s`` (the norm divides out the scale of its
+    superposed weight), so the edge could hardly trade the group against its other candidates.
+
+    Without groups (weight sharing) the one-hot path returns ``h_k * op_k(x) + sum_{j != k} h_j``, as
+    the original weight-sharing GDAS code does: the added terms are exactly zero but pass a gradient to
+    every straight-through weight ``h_j``, not only to the selected one. With groups (entanglement) it
+    returns the selected candidate's output alone, as the original entangled code.
     """
 
     def __init__(
@@ -65,6 +76,7 @@ class MixedOp(nn.Module):
         candidates: Sequence[nn.Module | None],
         groups: Sequence[tuple[Sequence[int], nn.Module]] = (),
         pad_dim: int | None = None,
+        scale_groups: bool = False,
     ) -> None:
         super().__init__()
         if len(candidates) != len(source):
@@ -74,6 +86,9 @@ class MixedOp(nn.Module):
         self.candidates = nn.ModuleList([op if op is not None else nn.Identity() for op in candidates])
         self._is_plain = [op is not None for op in candidates]
         self.groups = nn.ModuleList([module for _, module in groups])
+        self.scale_groups = scale_groups
+        self.straight_through_all = not groups
+        self._group_indices = [torch.tensor(list(indices)) for indices, _ in groups]
         self._group_of: dict[int, int] = {}
         for number, (indices, _) in enumerate(groups):
             for index in indices:
@@ -96,8 +111,12 @@ class MixedOp(nn.Module):
         if mixing.index is not None:
             index = mixing.index
             if self._is_plain[index]:
-                return weights[index] * self.candidates[index](x)
-            return self.groups[self._group_of[index]](x)
+                output = weights[index] * self.candidates[index](x)
+            else:
+                output = self._group_output(self._group_of[index], x, weights)
+            if self.straight_through_all and weights.requires_grad:
+                output = output + (weights.sum() - weights[index])  # = 0, with a gradient to every h_j
+            return output
         total: Tensor | None = None
         fused = self._skip_pool or ()
         for index, op in enumerate(self.candidates):
@@ -107,12 +126,19 @@ class MixedOp(nn.Module):
             skip, pool = self._skip_pool
             term = skip_pool_mix(x, weights[skip], weights[pool], self.candidates[pool])
             total = add_padded(total, term, self.pad_dim)
-        for group in self.groups:
-            total = add_padded(total, group(x), self.pad_dim)
+        for number in range(len(self.groups)):
+            total = add_padded(total, self._group_output(number, x, weights), self.pad_dim)
         if total is None:  # every candidate is Zero
             zero_index = self._is_plain.index(True)
             return self.candidates[zero_index](x) * weights.sum()
         return total
+
+    def _group_output(self, number: int, x: Tensor, weights: Tensor) -> Tensor:
+        output = self.groups[number](x)
+        if not self.scale_groups:
+            return output
+        indices = self._group_indices[number].to(weights.device)
+        return output * weights.index_select(0, indices).sum().to(output.dtype)
 
 
 def _skip_and_pool(candidates: nn.ModuleList, is_plain: list[bool]) -> tuple[int, int] | None:

@@ -36,6 +36,8 @@ class SearchSpace:
     benchmark_file: ClassVar[str | None] = None  # the tabular benchmark's default file name
     default_dataset: ClassVar[str] = ""
     supports_ws: ClassVar[bool] = True  # False: weight entanglement only (build_supernet(False) refuses)
+    # True: entangled groups end in batch norm, and build_supernet takes entangled_groups="original"|"scaled"
+    scalable_groups: ClassVar[bool] = False
     task: ClassVar[str] = "classification"  # or "language_model": inputs (B, T) token ids, logits (B, T, V)
 
     def __init__(self, data: DataShape, options: Mapping[str, Any] | None = None) -> None:

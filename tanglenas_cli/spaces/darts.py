@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from torch import nn
@@ -131,6 +132,7 @@ class DartsSpace(SearchSpace):
     """The DARTS cell space."""
 
     name = "darts"
+    scalable_groups = True
     Options = DartsOptions
     default_dataset = "cifar10"
 
@@ -153,9 +155,9 @@ class DartsSpace(SearchSpace):
             drop_path=drop_path,
         )
 
-    def build_supernet(self, entangle: bool = True) -> nn.Module:
+    def build_supernet(self, entangle: bool = True, entangled_groups: str = "original") -> nn.Module:
         choices = {f"{t}.edge{e}": Choice(f"{t}.edge{e}", OPS) for t in CELL_TYPES for e in range(14)}
-        build = entangled_edge if entangle else shared_edge
+        build = partial(entangled_edge, scaled=entangled_groups == "scaled") if entangle else shared_edge
         affine = self.options.affine
 
         def make(reduction: bool) -> MakeOp:

@@ -85,12 +85,14 @@ def make_op(name: str, channels: int, stride: int, affine: bool, pool_norm: bool
     raise ValueError(f"unknown DARTS operation {name!r}")
 
 
-def entangled_edge(choice: Choice, channels: int, stride: int, affine: bool) -> MixedOp:
-    """Return a WE edge: none, pools and skip apart; {sep 3x3, 5x5} and {dil 3x3, 5x5} superposed."""
+def entangled_edge(choice: Choice, channels: int, stride: int, affine: bool, scaled: bool = False) -> MixedOp:
+    """Return a WE edge: none, pools and skip apart; {sep 3x3, 5x5} and {dil 3x3, 5x5} superposed
+    (``scaled``: each pair's output weighted by its total weight, see :class:`MixedOp`)."""
     separate: list[nn.Module | None] = [make_op(name, channels, stride, affine, True) for name in OPS[:4]]
-    sep = EntangledSepConv(choice.subset([4, 5]), channels, channels, [3, 5], stride, affine)
-    dil = EntangledDilConv(choice.subset([6, 7]), channels, channels, [3, 5], stride, affine)
-    return MixedOp(choice, separate + [None] * 4, groups=[([4, 5], sep), ([6, 7], dil)])
+    sep = EntangledSepConv(choice.subset([4, 5], scaled), channels, channels, [3, 5], stride, affine)
+    dil = EntangledDilConv(choice.subset([6, 7], scaled), channels, channels, [3, 5], stride, affine)
+    groups = [([4, 5], sep), ([6, 7], dil)]
+    return MixedOp(choice, separate + [None] * 4, groups=groups, scale_groups=scaled)
 
 
 def shared_edge(choice: Choice, channels: int, stride: int, affine: bool) -> MixedOp:

@@ -154,6 +154,7 @@ class NB201Space(SearchSpace):
     """NAS-Bench-201 topology space."""
 
     name = "nb201"
+    scalable_groups = True
     Options = NB201Options
     default_dataset = "cifar10"
 
@@ -164,19 +165,20 @@ class NB201Space(SearchSpace):
         in_channels, num_classes = self.data.input_shape[0], self.data.num_classes
         return NB201Network(in_channels, num_classes, self.options, make_cell)
 
-    def build_supernet(self, entangle: bool = True) -> nn.Module:
+    def build_supernet(self, entangle: bool = True, entangled_groups: str = "original") -> nn.Module:
         choices = {name: Choice(name, OPS) for name in EDGE_NAMES}
+        scaled = entangled_groups == "scaled"
         conv3, conv1 = OPS.index("nor_conv_3x3"), OPS.index("nor_conv_1x1")
 
         def make_edge(name: str, width: int) -> nn.Module:
             choice = choices[name]
             if not entangle:
                 return MixedOp(choice, [make_op(op, width, self.options) for op in OPS])
-            group = EntangledReLUConvBN(choice.subset([conv3, conv1]), width, self.options)
+            group = EntangledReLUConvBN(choice.subset([conv3, conv1], scaled), width, self.options)
             candidates = [
                 None if op.startswith("nor_conv") else make_op(op, width, self.options) for op in OPS
             ]
-            return MixedOp(choice, candidates, groups=[([conv3, conv1], group)])
+            return MixedOp(choice, candidates, groups=[([conv3, conv1], group)], scale_groups=scaled)
 
         network = self._network(make_edge)
         network.choices = nn.ModuleDict({name.replace("<-", "_from_"): c for name, c in choices.items()})

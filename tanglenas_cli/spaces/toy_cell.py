@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -35,11 +36,14 @@ def make_op(name: str, c_in: int, c_out: int, stride: int, affine: bool) -> nn.M
     return DilConv(c_in, c_out, size, stride, affine)
 
 
-def entangled_edge(choice: Choice, c_in: int, c_out: int, stride: int, affine: bool) -> MixedOp:
-    """Return an edge whose sep and dil pairs each share one superposed 5x5 kernel."""
-    sep = EntangledSepConv(choice.subset([0, 1]), c_in, c_out, [3, 5], stride, affine)
-    dil = EntangledDilConv(choice.subset([2, 3]), c_in, c_out, [3, 5], stride, affine)
-    return MixedOp(choice, [None] * 4, groups=[([0, 1], sep), ([2, 3], dil)])
+def entangled_edge(
+    choice: Choice, c_in: int, c_out: int, stride: int, affine: bool, scaled: bool = False
+) -> MixedOp:
+    """Return an edge whose sep and dil pairs each share one superposed 5x5 kernel (``scaled``: each
+    pair's output weighted by its total weight, see :class:`MixedOp`)."""
+    sep = EntangledSepConv(choice.subset([0, 1], scaled), c_in, c_out, [3, 5], stride, affine)
+    dil = EntangledDilConv(choice.subset([2, 3], scaled), c_in, c_out, [3, 5], stride, affine)
+    return MixedOp(choice, [None] * 4, groups=[([0, 1], sep), ([2, 3], dil)], scale_groups=scaled)
 
 
 def shared_edge(choice: Choice, c_in: int, c_out: int, stride: int, affine: bool) -> MixedOp:
@@ -108,6 +112,7 @@ class ToyCellSpace(SearchSpace):
     """TangleNAS toy cell space."""
 
     name = "toy_cell"
+    scalable_groups = True
     Options = ToyCellOptions
     benchmark_file = "entangled_cell_ss_benchmark.pkl"
     default_dataset = "fashion_mnist"
@@ -139,9 +144,9 @@ class ToyCellSpace(SearchSpace):
             cells, self._flat_features(), hidden, self.data.num_classes, self.options.dropout
         )
 
-    def build_supernet(self, entangle: bool = True) -> nn.Module:
+    def build_supernet(self, entangle: bool = True, entangled_groups: str = "original") -> nn.Module:
         choices = {f"{t}.edge{e}": Choice(f"{t}.edge{e}", OPS) for t in CELL_TYPES for e in range(3)}
-        build = entangled_edge if entangle else shared_edge
+        build = partial(entangled_edge, scaled=entangled_groups == "scaled") if entangle else shared_edge
 
         def make_edge(cell_type: str, edge: int, c: int, stride: int) -> nn.Module:
             return build(choices[f"{cell_type}.edge{edge}"], c, c, stride, self.options.affine)
