@@ -29,6 +29,23 @@ def test_derive_key_and_training_step():
         SPACE.validate("8:16:24")
 
 
+def test_skip_edge_between_two_widths_is_conv_bn_without_relu():
+    """NATS-Bench's skip edge between different widths is a 1x1 conv + BN (xautodl's FactorizedReduce at
+    stride 1), no ReLU before it; equal widths keep the identity."""
+    network = SPACE.build_network("16:32:24:24:40")  # cells: 16 -> 16, 32 -> 24, 24 -> 40
+    skips = [cell.edges[3] for cell in (network.layers[0], network.layers[2], network.layers[4])]
+    assert isinstance(skips[0], torch.nn.Identity)
+    for skip, (c_in, c_out) in zip(skips[1:], [(32, 24), (24, 40)], strict=True):
+        assert len(skip) == 2 and isinstance(skip[0], torch.nn.Conv2d), skip
+        assert isinstance(skip[1], torch.nn.BatchNorm2d), skip
+        assert (skip[0].in_channels, skip[0].out_channels, skip[0].kernel_size) == (c_in, c_out, (1, 1))
+    for entangle in (True, False):
+        supernet = SPACE.build_supernet(entangle)
+        for cell in (supernet.layers[2], supernet.layers[4]):
+            assert not any(isinstance(m, torch.nn.ReLU) for m in cell.edges[3].modules())
+        assert isinstance(supernet.layers[0].edges[3], torch.nn.Identity)  # one choice: equal widths
+
+
 def test_one_hot_supernet_equals_discrete_network():
     torch.manual_seed(0)
     supernet = SPACE.build_supernet(True)
