@@ -10,6 +10,9 @@ A skip edge between two different widths is a 1x1 conv + BN with no ReLU before 
 In the supernet a skip edge is the identity only where both ends share one width choice (the first
 cell, whose input is the stem); elsewhere it is the 1x1 conv + BN, since the two widths are separate
 choices. WS: one separate module per width, each reading the zero-padded 64-channel input.
+
+The discrete network is by default NATS-Bench's own (every BN with affine and running statistics, convs
+without bias); ``NATSSizeOptions.network`` keeps the supernet's cell settings instead.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from tanglenas_cli.nas.entangled_norm import EntangledBatchNorm2d
 from tanglenas_cli.nas.fast_conv import Conv2d
 from tanglenas_cli.spaces import register_space
 from tanglenas_cli.spaces.base import SearchSpace
-from tanglenas_cli.spaces.nb201 import EDGES, Cell
+from tanglenas_cli.spaces.nb201 import EDGES, Cell, check_network_kind
 
 WIDTHS = (8, 16, 24, 32, 40, 48, 56, 64)
 MAX_WIDTH = max(WIDTHS)
@@ -42,10 +45,25 @@ CELL = tuple(
 
 @dataclass
 class NATSSizeOptions:
-    """Settings of the NATS size space."""
+    """Settings of the NATS size space.
+
+    ``affine`` and ``track_running_stats`` set the supernet's cell BN (convs without bias). ``network`` sets
+    the discrete network's cells: ``benchmark`` is NATS-Bench's network (BN with affine and running
+    statistics), ``supernet`` takes the supernet's settings, so a one-hot supernet's weights copy one to one.
+    """
 
     affine: bool = False
     track_running_stats: bool = True
+    network: str = "benchmark"
+
+    def check(self) -> None:
+        check_network_kind("nats_sss", self.network)
+
+    def network_norm(self) -> tuple[bool, bool]:
+        """Return (affine, track_running_stats) of the discrete network's cell BN (see ``network``)."""
+        if self.network == "benchmark":
+            return True, True
+        return self.affine, self.track_running_stats
 
 
 class ReLUConvBN(nn.Sequential):
@@ -239,7 +257,7 @@ class NATSSizeSpace(SearchSpace):
     # -- discrete network -----------------------------------------------------------------------
     def build_network(self, arch: Mapping[str, Any]) -> nn.Module:
         widths = self.validate(arch)["channels"]
-        affine, track = self.options.affine, self.options.track_running_stats
+        affine, track = self.options.network_norm()
         stem = nn.Sequential(
             nn.Conv2d(self.data.input_shape[0], widths[0], 3, padding=1, bias=False),
             nn.BatchNorm2d(widths[0]),
