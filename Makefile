@@ -12,9 +12,11 @@ RUNS ?= runs/reproduce
 
 .PHONY: install test lint format reproduce-nb201 reproduce-darts
 
-install:  ## editable install with runtime, wandb, NB201/NATS-Bench and dev dependencies
+install:  ## editable install with runtime, wandb, NB201/NATS-Bench and dev dependencies, plus the reference networks
 	$(PIP) install --upgrade pip
 	$(PIP) install -e ".[dev,wandb,nb201]"
+# reference networks for tests/test_reference_networks.py (dev only: xautodl pins numpy<=1.19.5)
+	$(PIP) install --no-deps xautodl==1.0.0 ofa==0.1.0.post202307202001
 	-command -v pyenv >/dev/null 2>&1 && pyenv rehash
 	$(PYTHON) -m tanglenas_cli --help >/dev/null
 

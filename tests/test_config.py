@@ -98,7 +98,7 @@ def test_missing_space_says_how_to_give_one() -> None:
 
 def test_presets_folder_has_the_paper_presets() -> None:
     expected = {"quickstart", "toy-cell-fmnist-train", "toy-conv-macro-cifar10-train", "nb201-cifar10-train"}
-    expected.add("darts-cifar10-train")
+    expected |= {"darts-cifar10-train", "nats-sss-cifar10-train"}
     for family in (
         "toy-cell-fmnist",
         "toy-conv-macro-cifar10",
@@ -165,6 +165,14 @@ def test_preset_values_follow_the_paper_table() -> None:
     assert build_config(preset="darts-cifar10-drnas").weight_optimizer.lr_min == 0.0
     assert build_config(preset="toy-cell-fmnist-spos").weight_optimizer.lr == 0.01
     assert build_config(preset="toy-cell-fmnist-drnas").space_options == {"C": 32}
+
+    nats = build_config(preset="nats-sss-cifar10-train")  # NATS-Bench's protocol (reference §4.2)
+    assert (nats.space, nats.epochs, nats.batch_size) == ("nats_sss", 90, 256)
+    nats_sgd = nats.weight_optimizer
+    assert (nats_sgd.name, nats_sgd.lr, nats_sgd.lr_min, nats_sgd.schedule) == ("sgd", 0.1, 0.0, "cosine")
+    assert (nats_sgd.weight_decay, nats_sgd.nesterov, nats_sgd.momentum) == (5e-4, True, 0.9)
+    for train in ("nb201-cifar10-train", "nats-sss-cifar10-train"):
+        assert build_config(preset=train).space_options["network"] == "benchmark"
 
     quick = build_config(preset="quickstart")
     assert (quick.space, quick.dataset, quick.optimizer, quick.epochs, quick.batch_size) == (

@@ -120,6 +120,37 @@ def test_count_flops_is_twice_the_multiply_adds():
     assert conv.training  # the mode is restored
 
 
+def test_average_pooling_counts_no_multiply_adds():
+    """Pooling is free, as NAS-Bench-201, NATS-Bench and PyTorch's count of nn.AvgPool2d have it: the box
+    convolution that runs an average pool here is not counted (it was 9 multiply-adds per output)."""
+    from tanglenas_cli.nas.pooling import BoxAvgPool2d
+
+    head = 2 * 6 * 6 * 10
+    for pool in (BoxAvgPool2d(3), nn.AvgPool2d(3, 1, 1, count_include_pad=False), nn.MaxPool2d(3, 1, 1)):
+        pooled = nn.Sequential(pool, nn.Flatten(), nn.Linear(72, 10))
+        assert count_flops(image_space(2, 6), pooled) == 2 * head
+    strided = nn.Sequential(BoxAvgPool2d(3, stride=2), nn.Flatten(), nn.Linear(2 * 3 * 3, 10))
+    assert count_flops(image_space(2, 6), strided) == 2 * 2 * 3 * 3 * 10
+
+    nb201 = SPACE_REGISTRY["nb201"](DataShape(10, (3, 16, 16)), {"C": 4, "N": 1})
+    cell = "|{0}~0|+|nor_conv_3x3~0|{0}~1|+|skip_connect~0|nor_conv_1x1~1|{0}~2|"
+    counts = {op: count_flops(nb201, nb201.build_network(cell.format(op)))
+              for op in ("avg_pool_3x3", "none", "skip_connect")}  # fmt: skip
+    assert len(set(counts.values())) == 1, counts
+
+    darts = SPACE_REGISTRY["darts"](DataShape(10, (3, 16, 16)), {"C": 4, "layers": 3})
+    normal = [["sep_conv_3x3", 0], ["{}", 1], ["sep_conv_3x3", 0], ["{}", 1],
+              ["dil_conv_3x3", 1], ["skip_connect", 0], ["{}", 0], ["dil_conv_3x3", 2]]  # fmt: skip
+
+    def genotype(pool: str) -> dict:
+        cells = [[name.format(pool), state] for name, state in normal]
+        return {"normal": cells, "reduce": cells}  # the pools have stride 2 in the reduction cells
+
+    assert count_flops(darts, darts.build_network(genotype("avg_pool_3x3"))) == count_flops(
+        darts, darts.build_network(genotype("max_pool_3x3"))
+    )
+
+
 def test_count_flops_of_a_tiny_nanogpt_grows_with_the_embedding():
     space = SPACE_REGISTRY["nanogpt"](DataShape(num_classes=257, input_shape=(16,)), {"variant": "tiny"})
     arch = space.largest_architecture()

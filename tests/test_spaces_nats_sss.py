@@ -29,6 +29,36 @@ def test_derive_key_and_training_step():
         SPACE.validate("8:16:24")
 
 
+def test_skip_edge_between_two_widths_is_conv_bn_without_relu():
+    """NATS-Bench's skip edge between different widths is a 1x1 conv + BN (xautodl's FactorizedReduce at
+    stride 1), no ReLU before it; equal widths keep the identity."""
+    network = SPACE.build_network("16:32:24:24:40")  # cells: 16 -> 16, 32 -> 24, 24 -> 40
+    skips = [cell.edges[3] for cell in (network.layers[0], network.layers[2], network.layers[4])]
+    assert isinstance(skips[0], torch.nn.Identity)
+    for skip, (c_in, c_out) in zip(skips[1:], [(32, 24), (24, 40)], strict=True):
+        assert len(skip) == 2 and isinstance(skip[0], torch.nn.Conv2d), skip
+        assert isinstance(skip[1], torch.nn.BatchNorm2d), skip
+        assert (skip[0].in_channels, skip[0].out_channels, skip[0].kernel_size) == (c_in, c_out, (1, 1))
+    for entangle in (True, False):
+        supernet = SPACE.build_supernet(entangle)
+        for cell in (supernet.layers[2], supernet.layers[4]):
+            assert not any(isinstance(m, torch.nn.ReLU) for m in cell.edges[3].modules())
+        assert isinstance(supernet.layers[0].edges[3], torch.nn.Identity)  # one choice: equal widths
+
+
+def test_discrete_network_is_the_benchmarks_by_default():
+    """BN affine everywhere (NATS-Bench's network), whatever the search's settings; network=supernet
+    keeps the supernet's cell BN (no affine by default)."""
+    for options in ({}, {"affine": False, "track_running_stats": False}):
+        network = NATSSizeSpace(DataShape(10, (3, 16, 16)), options).build_network("16:32:24:24:40")
+        norms = [m for m in network.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert all(m.affine and m.track_running_stats for m in norms)
+    searched = NATSSizeSpace(DataShape(10, (3, 16, 16)), {"network": "supernet"}).build_network("8:8:8:8:8")
+    assert sum(not m.affine for m in searched.modules() if isinstance(m, torch.nn.BatchNorm2d)) == 3 * 5
+    with pytest.raises(UserError, match=r"nats_sss space_options\.network 'x'"):
+        NATSSizeSpace(DataShape(10, (3, 16, 16)), {"network": "x"})
+
+
 def test_one_hot_supernet_equals_discrete_network():
     torch.manual_seed(0)
     supernet = SPACE.build_supernet(True)
@@ -40,7 +70,8 @@ def test_one_hot_supernet_equals_discrete_network():
     for i, width in enumerate(arch["channels"]):
         index = WIDTHS.index(width)
         choices[f"channels{i}"].set_mixing(F.one_hot(torch.tensor(index), len(WIDTHS)).float(), index)
-    network = SPACE.build_network(arch).eval()
+    searched = NATSSizeSpace(SPACE.data, {"network": "supernet"})  # the supernet's cell BN
+    network = searched.build_network(arch).eval()
     with torch.no_grad():
         for name, module in supernet.named_modules():
             if isinstance(module, EntangledConv2d | EntangledBatchNorm2d | EntangledLinear):

@@ -43,6 +43,29 @@ def test_discrete_network_matches_nb201_parameter_count():
     assert params == 1_288_506  # NAS-Bench-201 reports 1.289 MB for this CIFAR-10 network
 
 
+def params_of(network: torch.nn.Module) -> int:
+    return sum(p.numel() for p in network.parameters())
+
+
+def test_discrete_network_is_the_benchmarks_by_default_whatever_the_search_settings():
+    """The search presets' settings (BN without affine) shape the supernet only: the discrete network is
+    NAS-Bench-201's (BN affine with running statistics, convs without bias) unless network=supernet."""
+    shape = DataShape(10, (3, 32, 32))
+    for options in ({}, {"affine": False, "track_running_stats": False}):
+        network = NB201Space(shape, options).build_network(BEST)
+        assert params_of(network) == 1_288_506
+        norms = [m for m in network.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert all(m.affine and m.track_running_stats for m in norms)
+        convs = [m for m in network.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert all(m.bias is None for m in convs)
+    searched = NB201Space(shape, {"network": "supernet"}).build_network(BEST)
+    assert params_of(searched) == 1_285_706  # the old default: conv biases, cell BN without affine
+    supernet_cells = NB201Space(shape, {"network": "supernet", "affine": False})
+    assert params_of(supernet_cells.build_network(BEST)) == 1_285_706
+    with pytest.raises(UserError, match=r"space_options\.network 'trained'; choose from benchmark, supernet"):
+        NB201Space(shape, {"network": "trained"})
+
+
 @pytest.mark.parametrize("bad", ["", "|nor_conv_3x3~0|", BEST.replace("skip_connect", "conv_7x7")])
 def test_bad_arch_strings(bad):
     with pytest.raises(UserError, match="NB201 architecture string"):
@@ -62,7 +85,7 @@ def test_every_architecture_is_in_the_benchmark_table():
 
 def test_one_hot_supernet_equals_discrete_network():
     torch.manual_seed(0)
-    space = small()
+    space = small(network="supernet")  # the discrete cells take the supernet's BN and conv biases
     supernet = space.build_supernet(True)
     make_sampler("darts_v1").sample(choices_by_name(supernet).values())
     supernet(torch.randn(8, 3, 16, 16))  # non-trivial running statistics
@@ -91,3 +114,53 @@ def test_one_hot_supernet_equals_discrete_network():
                     edge[2].load_state_dict(group.norm.state_dict())
     x = torch.randn(3, 3, 16, 16)
     torch.testing.assert_close(supernet(x), network(x), atol=1e-5, rtol=1e-5)
+
+
+def test_search_derive_train_and_eval_use_the_benchmark_network(tmp_path):
+    """Search with the search settings (cell BN without affine, untracked): summary.json's network_params,
+    derive's --max-params / --max-flops measures and the trained network are all NAS-Bench-201's network
+    (BN affine, convs without bias; pooling counts no multiply-adds)."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from tanglenas_cli.cli import app
+    from tanglenas_cli.engine.derive import run_derive
+    from tanglenas_cli.engine.flops import count_flops
+
+    def invoke(*args: object):
+        return CliRunner().invoke(app, [str(a) for a in args])
+
+    common = ["--dataset", "digits", "--set", "dataset_options.size=12", "--set", "epochs=1",
+              "--set", "batch_size=32", "--set", "logging.progress=false"]  # fmt: skip
+    run = tmp_path / "run"
+    searched = invoke("search", "--space", "nb201", *common, "--set", "train_subset=64",
+                      "--set", "space_options.C=4", "--set", "space_options.N=1",
+                      "--set", "space_options.affine=false",
+                      "--set", "space_options.track_running_stats=false",
+                      "--out", run)  # fmt: skip
+    assert searched.exit_code == 0, searched.output
+    # the benchmark's network (affine: true gave it before network= existed, and still does)
+    benchmark = NB201Space(DataShape(10, (1, 12, 12)), {"C": 4, "N": 1, "affine": True})
+    summary = json.loads((run / "summary.json").read_text())
+    arch = yaml.safe_load((run / "arch.yaml").read_text())["architecture"]
+    assert summary["network_params"] == params_of(benchmark.build_network(arch))
+
+    derived = run_derive(run, out=tmp_path / "limited.yaml", strategy="random", samples=3, batches=1,
+                         max_params=10**6, max_flops=1e9)  # fmt: skip
+    chosen = benchmark.build_network(yaml.safe_load((tmp_path / "limited.yaml").read_text())["architecture"])
+    assert (derived["params"], derived["flops"]) == (params_of(chosen), count_flops(benchmark, chosen))
+
+    arch_file = tmp_path / "best.yaml"  # an architecture with convs, stored with the search's settings
+    arch_file.write_text(yaml.safe_dump({"space": "nb201", "architecture": parse_arch_string(BEST),
+                                         "space_options": {"C": 4, "N": 1, "affine": False,
+                                                           "track_running_stats": False}}))  # fmt: skip
+    trained = invoke("train", arch_file, "--space", "nb201", *common, "--set", "steps_per_epoch=1",
+                     "--out", tmp_path / "trained")  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    evaluated = invoke("eval", tmp_path / "trained", "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads(evaluated.output)
+    network = benchmark.build_network(BEST)
+    assert (metrics["params"], metrics["macs"]) == (params_of(network), count_flops(benchmark, network) // 2)

@@ -1,7 +1,9 @@
 """Forward FLOPs of a discrete network on one input of its space's data shape.
 
 Counted with ``torch.utils.flop_counter.FlopCounterMode``: 2 FLOPs per multiply-add, as PyTorch counts
-them (matrix products and convolutions; element-wise operations are not counted).
+them (matrix products and convolutions; element-wise operations are not counted). Pooling counts nothing,
+as in NAS-Bench-201, NATS-Bench and PyTorch's own count of ``nn.AvgPool2d``: the box convolution that
+runs an average pool here (:class:`~tanglenas_cli.nas.pooling.BoxAvgPool2d`) is left out.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from tanglenas_cli.nas.pooling import BoxAvgPool2d
 from tanglenas_cli.spaces.base import SearchSpace
 
 
@@ -28,10 +31,26 @@ def count_flops(space: SearchSpace, network: nn.Module) -> int:
     device = parameter.device if parameter is not None else torch.device("cpu")
     inputs = example_input(space).to(device)
     was_training = network.training
+    counter = FlopCounterMode(display=False)
+    pooling = [0]  # FLOPs the counter saw inside average pools
+    started: list[int] = []
+
+    def enter_pool(module: nn.Module, args: tuple) -> None:
+        started.append(counter.get_total_flops())
+
+    def leave_pool(module: nn.Module, args: tuple, output: Tensor) -> None:
+        pooling[0] += counter.get_total_flops() - started.pop()
+
+    hooks = []
+    for module in network.modules():
+        if isinstance(module, BoxAvgPool2d):
+            hooks += [module.register_forward_pre_hook(enter_pool), module.register_forward_hook(leave_pool)]
     network.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), counter:
             network(inputs)
     finally:
         network.train(was_training)
-    return int(counter.get_total_flops())
+        for hook in hooks:
+            hook.remove()
+    return int(counter.get_total_flops() - pooling[0])

@@ -5,9 +5,14 @@ from {8, ..., 64}; the cell topology is fixed to NB201's best cell. WE: widths a
 of one 64-wide weight per conv and batch norm; a conv between two layers takes the joint
 (input width x output width) candidates. The architecture key is the NATS size string ``8:16:...``.
 
-The supernet's skip edge between two differently chosen widths is a 1x1 ReLU-conv-BN (NATS uses it
-when the widths differ; for equal widths the discrete network uses the identity). WS: one separate
-module per width, each reading the zero-padded 64-channel input.
+A skip edge between two different widths is a 1x1 conv + BN with no ReLU before it, as NATS-Bench's
+(xautodl's ``FactorizedReduce`` at stride 1); between equal widths the discrete network uses the identity.
+In the supernet a skip edge is the identity only where both ends share one width choice (the first
+cell, whose input is the stem); elsewhere it is the 1x1 conv + BN, since the two widths are separate
+choices. WS: one separate module per width, each reading the zero-padded 64-channel input.
+
+The discrete network is by default NATS-Bench's own (every BN with affine and running statistics, convs
+without bias); ``NATSSizeOptions.network`` keeps the supernet's cell settings instead.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from tanglenas_cli.nas.entangled_norm import EntangledBatchNorm2d
 from tanglenas_cli.nas.fast_conv import Conv2d
 from tanglenas_cli.spaces import register_space
 from tanglenas_cli.spaces.base import SearchSpace
-from tanglenas_cli.spaces.nb201 import EDGES, Cell
+from tanglenas_cli.spaces.nb201 import EDGES, Cell, check_network_kind
 
 WIDTHS = (8, 16, 24, 32, 40, 48, 56, 64)
 MAX_WIDTH = max(WIDTHS)
@@ -40,23 +45,42 @@ CELL = tuple(
 
 @dataclass
 class NATSSizeOptions:
-    """Settings of the NATS size space."""
+    """Settings of the NATS size space.
+
+    ``affine`` and ``track_running_stats`` set the supernet's cell BN (convs without bias). ``network`` sets
+    the discrete network's cells: ``benchmark`` is NATS-Bench's network (BN with affine and running
+    statistics), ``supernet`` takes the supernet's settings, so a one-hot supernet's weights copy one to one.
+    """
 
     affine: bool = False
     track_running_stats: bool = True
+    network: str = "benchmark"
+
+    def check(self) -> None:
+        check_network_kind("nats_sss", self.network)
+
+    def network_norm(self) -> tuple[bool, bool]:
+        """Return (affine, track_running_stats) of the discrete network's cell BN (see ``network``)."""
+        if self.network == "benchmark":
+            return True, True
+        return self.affine, self.track_running_stats
 
 
 class ReLUConvBN(nn.Sequential):
     """ReLU - conv (no bias) - BN; used discrete and, with entangled parts, in the supernet."""
 
 
-def relu_conv_bn(c_in: int, c_out: int, kernel: int, stride: int, affine: bool, track: bool) -> nn.Sequential:
-    """Return a discrete ReLU-conv-BN."""
-    return ReLUConvBN(
-        nn.ReLU(),
-        Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
-        nn.BatchNorm2d(c_out, affine=affine, track_running_stats=track),
-    )
+class ConvBN(nn.Sequential):
+    """1x1 conv (no bias) - BN, no ReLU: the skip edge between two different widths."""
+
+
+def conv_bn(
+    c_in: int, c_out: int, kernel: int, stride: int, affine: bool, track: bool, relu: bool = True
+) -> nn.Sequential:
+    """Return a discrete ReLU-conv-BN (``relu``), else conv-BN."""
+    conv = Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False)
+    norm = nn.BatchNorm2d(c_out, affine=affine, track_running_stats=track)
+    return ReLUConvBN(nn.ReLU(), conv, norm) if relu else ConvBN(conv, norm)
 
 
 class ResNetBlock(nn.Module):
@@ -101,14 +125,14 @@ class _EntangledParts:
         ins, outs = (list(v) for v in zip(*joint.candidates, strict=True))
         return joint, ins, outs
 
-    def relu_conv_bn(self, prev: Choice, cur: Choice, kernel: int, stride: int, affine: bool) -> nn.Module:
+    def conv_bn(
+        self, prev: Choice, cur: Choice, kernel: int, stride: int, affine: bool, relu: bool = True
+    ) -> nn.Module:
         source, ins, outs = self._conv_source(prev, cur)
         track = self.space.options.track_running_stats
-        return ReLUConvBN(
-            nn.ReLU(),
-            EntangledConv2d(source, ins, outs, kernel, stride=stride),
-            EntangledBatchNorm2d(cur, WIDTHS, affine=affine, track_running_stats=track),
-        )
+        conv = EntangledConv2d(source, ins, outs, kernel, stride=stride)
+        norm = EntangledBatchNorm2d(cur, WIDTHS, affine=affine, track_running_stats=track)
+        return ReLUConvBN(nn.ReLU(), conv, norm) if relu else ConvBN(conv, norm)
 
     def shortcut(self, prev: Choice, cur: Choice) -> nn.Module:
         source, ins, outs = self._conv_source(prev, cur)
@@ -148,11 +172,13 @@ class _SharedParts:
     def __init__(self, space: NATSSizeSpace) -> None:
         self.space = space
 
-    def relu_conv_bn(self, prev: Choice, cur: Choice, kernel: int, stride: int, affine: bool) -> nn.Module:
+    def conv_bn(
+        self, prev: Choice, cur: Choice, kernel: int, stride: int, affine: bool, relu: bool = True
+    ) -> nn.Module:
         track = self.space.options.track_running_stats
         ops = [
             nn.Sequential(
-                PadChannels(MAX_WIDTH), relu_conv_bn(MAX_WIDTH, width, kernel, stride, affine, track)
+                PadChannels(MAX_WIDTH), conv_bn(MAX_WIDTH, width, kernel, stride, affine, track, relu)
             )
             for width in WIDTHS
         ]
@@ -207,8 +233,8 @@ class NATSSizeSpace(SearchSpace):
             if i in REDUCTIONS:
                 layers.append(
                     ResNetBlock(
-                        parts.relu_conv_bn(prev, cur, 3, 2, True),
-                        parts.relu_conv_bn(cur, cur, 3, 1, True),
+                        parts.conv_bn(prev, cur, 3, 2, True),
+                        parts.conv_bn(cur, cur, 3, 1, True),
                         parts.shortcut(prev, cur),
                     )
                 )
@@ -216,11 +242,12 @@ class NATSSizeSpace(SearchSpace):
             edges: list[nn.Module] = []
             for _, src, op in CELL:
                 first = prev if src == 0 else cur
-                if op == "skip" and first is cur:
+                if op == "conv":
+                    edges.append(parts.conv_bn(first, cur, 3, 1, self.options.affine))
+                elif first is cur:
                     edges.append(nn.Identity())
                 else:
-                    kernel = 3 if op == "conv" else 1
-                    edges.append(parts.relu_conv_bn(first, cur, kernel, 1, self.options.affine))
+                    edges.append(parts.conv_bn(first, cur, 1, 1, self.options.affine, relu=False))
             layers.append(Cell(edges))
         last = choices[-1]
         network = SizeNetwork(parts.stem(choices[0]), layers, parts.last_norm(last), parts.classifier(last))
@@ -230,7 +257,7 @@ class NATSSizeSpace(SearchSpace):
     # -- discrete network -----------------------------------------------------------------------
     def build_network(self, arch: Mapping[str, Any]) -> nn.Module:
         widths = self.validate(arch)["channels"]
-        opts = self.options
+        affine, track = self.options.network_norm()
         stem = nn.Sequential(
             nn.Conv2d(self.data.input_shape[0], widths[0], 3, padding=1, bias=False),
             nn.BatchNorm2d(widths[0]),
@@ -241,8 +268,8 @@ class NATSSizeSpace(SearchSpace):
             if i in REDUCTIONS:
                 layers.append(
                     ResNetBlock(
-                        relu_conv_bn(c_in, c_out, 3, 2, True, True),
-                        relu_conv_bn(c_out, c_out, 3, 1, True, True),
+                        conv_bn(c_in, c_out, 3, 2, True, True),
+                        conv_bn(c_out, c_out, 3, 1, True, True),
                         nn.Conv2d(c_in, c_out, 1, bias=False),
                     )
                 )
@@ -250,13 +277,12 @@ class NATSSizeSpace(SearchSpace):
             edges: list[nn.Module] = []
             for _, src, op in CELL:
                 edge_in = c_in if src == 0 else c_out
-                if op == "skip" and edge_in == c_out:
+                if op == "conv":
+                    edges.append(conv_bn(edge_in, c_out, 3, 1, affine, track))
+                elif edge_in == c_out:
                     edges.append(nn.Identity())
                 else:
-                    kernel = 3 if op == "conv" else 1
-                    edges.append(
-                        relu_conv_bn(edge_in, c_out, kernel, 1, opts.affine, opts.track_running_stats)
-                    )
+                    edges.append(conv_bn(edge_in, c_out, 1, 1, affine, track, relu=False))
             layers.append(Cell(edges))
         return SizeNetwork(
             stem, layers, nn.BatchNorm2d(widths[-1]), nn.Linear(widths[-1], self.data.num_classes)

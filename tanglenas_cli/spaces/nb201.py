@@ -4,6 +4,11 @@ Stem, then three stages of N cells (C, 2C, 4C channels) joined by ResNet reducti
 has 4 nodes and 6 edges (j -> i for j < i), each choosing none / skip_connect / nor_conv_1x1 /
 nor_conv_3x3 / avg_pool_3x3; node i sums its incoming edges and the cell outputs node 3. All
 cells share one set of choices. WE entangles nor_conv_1x1 into nor_conv_3x3 (the centre tap).
+
+The supernet's cell convs follow the search settings (BN without affine, conv biases instead, as the
+original); the discrete network is by default NAS-Bench-201's own (BN with affine and running statistics,
+convs without bias: 1,288,506 parameters for the best cell at C=16, N=5 and 10 classes), see
+``NB201Options.network``.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from torch import Tensor, nn
@@ -28,20 +33,45 @@ EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (node, input node)
 EDGE_NAMES = tuple(f"edge{node}<-{source}" for node, source in EDGES)
 _OP = r"([a-z0-9_]+)"
 ARCH_STRING = re.compile(rf"^\|{_OP}~0\|\+\|{_OP}~0\|{_OP}~1\|\+\|{_OP}~0\|{_OP}~1\|{_OP}~2\|$")
+NETWORK_KINDS = ("benchmark", "supernet")
+"""How the discrete network's cells are built: as the benchmark's trained networks, or as the supernet's."""
+
+
+def check_network_kind(space: str, network: str) -> None:
+    """Raise a UserError unless ``network`` is one of NETWORK_KINDS."""
+    if network not in NETWORK_KINDS:
+        raise UserError(
+            f"unknown {space} space_options.network {network!r}; choose from {', '.join(NETWORK_KINDS)}"
+        )
 
 
 @dataclass
 class NB201Options:
-    """Settings of the NB201 space (search: C=16, N=5, BN without affine)."""
+    """Settings of the NB201 space (search: C=16, N=5, BN without affine).
+
+    ``affine`` and ``track_running_stats`` set the supernet's cell BN (convs have a bias when BN has no
+    affine, as in the original). ``network`` sets the discrete network's cells (``train``, ``derive``'s
+    limits, ``network_params``): ``benchmark`` is NAS-Bench-201's network (BN with affine and running
+    statistics, convs without bias), ``supernet`` takes the supernet's settings above, so a one-hot
+    supernet's cell weights copy one to one.
+    """
 
     C: int = 16
     N: int = 5
     affine: bool = False
     track_running_stats: bool = True
+    network: str = "benchmark"
 
     def check(self) -> None:
         if self.C < 1 or self.N < 1:
             raise UserError(f"nb201 needs C >= 1 and N >= 1, got C={self.C}, N={self.N}")
+        check_network_kind("nb201", self.network)
+
+    def network_options(self) -> NB201Options:
+        """Return the settings of the discrete network's cells (see ``network``)."""
+        if self.network == "benchmark":
+            return replace(self, affine=True, track_running_stats=True)
+        return self
 
 
 def norm(channels: int, options: NB201Options) -> nn.BatchNorm2d:
@@ -200,7 +230,8 @@ class NB201Space(SearchSpace):
 
     def build_network(self, arch: Mapping[str, Any]) -> nn.Module:
         edges = self.validate(arch)["edges"]
-        return self._network(lambda name, width: make_op(edges[name], width, self.options))
+        options = self.options.network_options()
+        return self._network(lambda name, width: make_op(edges[name], width, options))
 
     def benchmark_key(self, arch: Mapping[str, Any]) -> str:
         edges = self.validate(arch)["edges"]
