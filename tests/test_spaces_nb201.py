@@ -164,3 +164,19 @@ def test_search_derive_train_and_eval_use_the_benchmark_network(tmp_path):
     metrics = json.loads(evaluated.output)
     network = benchmark.build_network(BEST)
     assert (metrics["params"], metrics["macs"]) == (params_of(network), count_flops(benchmark, network) // 2)
+
+
+def test_networks_trained_before_benchmark_networks_still_load(tmp_path):
+    """A checkpoint of the search-settings network (before space_options.network existed) loads as such."""
+    from tanglenas_cli.engine.derive import trained_network
+
+    options = {"C": 4, "N": 1}
+    older = NB201Space(DataShape(10, (3, 16, 16)), {**options, "network": "supernet"})
+    arch = parse_arch_string(BEST)
+    state = {"space": "nb201", "data_shape": {"num_classes": 10, "input_shape": [3, 16, 16]},
+             "architecture": arch, "model": older.build_network(arch).state_dict()}  # fmt: skip
+    space, model = trained_network(tmp_path / "model.pt", state, options)
+    assert space.options.network == "supernet" and model.state_dict().keys() == state["model"].keys()
+    state["model"] = {k: v for k, v in state["model"].items() if "head" not in k}
+    with pytest.raises(UserError, match="does not match its architecture"):
+        trained_network(tmp_path / "model.pt", state, options)

@@ -41,6 +41,15 @@ def trained_network(
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as error:
+        # trained before discrete NB201 / NATS networks became the benchmark's (space_options.network)
+        if "network" not in options and hasattr(space.options, "network"):
+            older = space_from_state(state["space"], state["data_shape"], {**options, "network": "supernet"})
+            model = older.build_network(state["architecture"])
+            try:
+                model.load_state_dict(state["model"])
+                return older, model
+            except RuntimeError:
+                pass
         raise UserError(f"{path} does not match its architecture: {str(error).splitlines()[0]}") from None
     return space, model
 
