@@ -39,7 +39,7 @@ from tanglenas_cli.nas import (
 from tanglenas_cli.nas.superposition import SlicedDim, Superposition
 from tanglenas_cli.nas.transformer import RelativePosition2D, run_blocks
 from tanglenas_cli.spaces import register_space
-from tanglenas_cli.spaces.transformer_space import Layers, TransformerSpace, joint
+from tanglenas_cli.spaces.transformer_space import Layers, TransformerSpace, init_transformer_weights, joint
 
 LAYER_NORM_EPS = 1e-5  # AutoFormer's LayerNormSuper: PyTorch's default
 
@@ -163,19 +163,7 @@ def init_weights(network: AutoFormerNetwork) -> None:
     which the original's plain ``Conv2d`` also keeps. Prefix slices of a super tensor drawn this way have
     the same distribution as the discrete layer of that size, so supernet and subnets start alike.
     """
-    for module in network.modules():
-        if isinstance(module, EntangledLinear):
-            nn.init.trunc_normal_(module.weight, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, EntangledSelfAttention):
-            nn.init.trunc_normal_(module.qkv_weight, std=0.02)
-            if module.qkv_bias is not None:
-                nn.init.zeros_(module.qkv_bias)
-        elif isinstance(module, EntangledLayerNorm):
-            nn.init.ones_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
+    init_transformer_weights(network, lambda weight: nn.init.trunc_normal_(weight, std=0.02))
 
 
 class AutoFormerSpace(TransformerSpace):

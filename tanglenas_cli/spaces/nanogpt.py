@@ -32,7 +32,7 @@ from tanglenas_cli.nas import (
 from tanglenas_cli.nas.superposition import SlicedDim, Superposition
 from tanglenas_cli.nas.transformer import EntangledWidthAttention, run_blocks
 from tanglenas_cli.spaces import register_space
-from tanglenas_cli.spaces.transformer_space import Layers, TransformerSpace, joint
+from tanglenas_cli.spaces.transformer_space import Layers, TransformerSpace, init_transformer_weights, joint
 
 VARIANTS: dict[str, dict[str, tuple]] = {
     "paper": {"embed": (384, 576, 768), "depth": (5, 6, 7), "heads": (6, 8, 12), "mlp_ratio": (2, 3, 4)},
@@ -127,21 +127,7 @@ def init_weights(network: GPTNetwork, layers: int) -> None:
     ``layers`` is the depth the network is built for: the largest candidate depth for the supernet,
     the architecture's depth for a discrete network (nanoGPT's ``n_layer``).
     """
-    for module in network.modules():
-        if isinstance(module, EntangledLinear):
-            nn.init.normal_(module.weight, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, EntangledWidthAttention):
-            nn.init.normal_(module.qkv_weight, std=0.02)
-            if module.qkv_bias is not None:
-                nn.init.zeros_(module.qkv_bias)
-        elif isinstance(module, EntangledEmbedding):
-            nn.init.normal_(module.weight, std=0.02)
-        elif isinstance(module, EntangledLayerNorm):
-            nn.init.ones_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
+    init_transformer_weights(network, lambda weight: nn.init.normal_(weight, std=0.02))
     residual_std = 0.02 / math.sqrt(2 * layers)
     for block in network.blocks:
         nn.init.normal_(block.attention.proj.weight, std=residual_std)

@@ -7,13 +7,19 @@ A subclass sets ``VARIANTS`` (choice lists per ``options.variant``), the archite
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from torch import nn
+from torch import Tensor, nn
 
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import Choice, FixedChoice, JointChoice, WeightSource
+from tanglenas_cli.nas import Choice, EntangledLinear, FixedChoice, JointChoice, WeightSource
+from tanglenas_cli.nas.transformer import (
+    EntangledEmbedding,
+    EntangledLayerNorm,
+    EntangledSelfAttention,
+    EntangledWidthAttention,
+)
 from tanglenas_cli.spaces.base import SearchSpace, inherit_prefix_slices
 
 Layers = list[tuple[WeightSource, WeightSource]]  # (heads, mlp ratio) per layer
@@ -105,3 +111,21 @@ class TransformerSpace(SearchSpace):
         arch = self.validate(arch)
         depth = f"{self.DEPTH_KEY} {arch[self.DEPTH_KEY]}"
         return f"embed {arch['embed_dim']}, {depth}, heads {arch['num_heads']}, mlp {arch['mlp_ratio']}"
+
+
+def init_transformer_weights(network: nn.Module, draw: Callable[[Tensor], Any]) -> None:
+    """Draw the weights of every linear layer, q/k/v projection and embedding table of ``network`` with
+    ``draw`` (in place); biases 0, LayerNorm weights 1 and biases 0."""
+    for module in network.modules():
+        if isinstance(module, EntangledLinear | EntangledEmbedding):
+            draw(module.weight)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, EntangledSelfAttention | EntangledWidthAttention):
+            draw(module.qkv_weight)
+            if module.qkv_bias is not None:
+                nn.init.zeros_(module.qkv_bias)
+        elif isinstance(module, EntangledLayerNorm):
+            nn.init.ones_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
