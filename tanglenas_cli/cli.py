@@ -679,6 +679,61 @@ def bench_query(
     print_result(run_bench_query(arch, benchmark=benchmark, space=space, dataset=dataset), as_json)
 
 
+@app.command("correlate")
+def correlate(
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="Run directory written by `tanglenas search`.")
+    ],
+    benchmark: Annotated[
+        Path | None,
+        typer.Option("--benchmark", metavar="FILE", help="Tabular benchmark of the run's space (required)."),
+    ] = None,
+    samples: Annotated[
+        int,
+        typer.Option(
+            "--samples", min=2, help="Architectures drawn uniformly (all of them if the space has no more)."
+        ),
+    ] = 100,
+    batches: Annotated[
+        int | None,
+        typer.Option(
+            "--batches", min=1, help="Arch-split batches per score (default: the run's selection.batches)."
+        ),
+    ] = None,
+    top_k: Annotated[
+        int | None,
+        typer.Option("--top-k", min=1, help="k of the top-k overlap (default: 10% of the sample)."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the draw (default: the run's).")] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            metavar="DATASET",
+            help="Dataset column of benchmarks that hold several (default: the run's dataset, else cifar10).",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
+) -> None:
+    """How well a trained supernet ranks architectures: Kendall tau, Spearman rho, top-k overlap.
+
+    Each sampled architecture is scored on the supernet as `derive --strategy` scores it (its path picked,
+    batch norm recalibrated, the same arch-split batches for all); writes correlate.json and a scatter plot
+    correlate.png into RUN_DIR.
+    """
+    if benchmark is None:
+        raise UserError("correlate needs --benchmark FILE (the tabular benchmark of the run's space)")
+    _require_path(benchmark, "benchmark file")
+    cfg = load_config(_require_dir(run_dir, "run directory"))
+    check_space_available(cfg.space)
+    if dataset is not None:
+        check_name("dataset", dataset, DATASETS)
+    run_correlate = _engine_function("correlate", "tanglenas_cli.engine.correlate", "run_correlate")
+    result = run_correlate(run_dir, benchmark, samples=samples, batches=batches, seed=seed, top_k=top_k,
+                           dataset=dataset)  # fmt: skip
+    print_result(result, as_json)
+
+
 @app.command("profile")
 def profile_command(
     space: Annotated[

@@ -19,6 +19,7 @@ __all__ = [
     "NB201_TABLE_FILES",
     "NB201Benchmark",
     "TabularBenchmark",
+    "benchmark_spaces",
     "default_benchmark_path",
     "load_benchmark",
     "supported_formats",
@@ -61,6 +62,11 @@ def load_benchmark(path: Path) -> TabularBenchmark:
         raise UserError(f"benchmark file {path} {what}")
     loader, _ = entry
     return loader(path)
+
+
+def benchmark_spaces() -> tuple[str, ...]:
+    """Return the spaces that have a tabular benchmark."""
+    return (*KNOWN_TOY_BENCHMARKS, *NB201_TABLE_FILES)
 
 
 def default_benchmark_path(space: str, data_root: Path) -> Path | None:

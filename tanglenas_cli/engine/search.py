@@ -31,7 +31,7 @@ from tanglenas_cli.engine.checkpoint import (
     set_rng_state,
 )
 from tanglenas_cli.engine.distributed import Cluster
-from tanglenas_cli.engine.evaluation import count_parameters, evaluate, flatten_tokens
+from tanglenas_cli.engine.evaluation import count_parameters, evaluate, flatten_tokens, peak_memory_mb
 from tanglenas_cli.engine.factory import (
     LearningRateSchedule,
     WeightLoss,
@@ -476,6 +476,8 @@ class SearchRun:
             "supernet_params": count_parameters(self.model),
             "network_params": count_parameters(self.space.build_network(arch)),
             "search_seconds": round(sum(r.get("seconds", 0.0) for r in epoch_records), 2),
+            # of this process (a resumed run: since it resumed); GPU: tensors allocated, CPU: resident set
+            "peak_memory_mb": peak_memory_mb(self.device),
             "run_dir": str(self.out),
         }
         if self.cfg.init_from is not None:
