@@ -146,8 +146,9 @@ class Cell:
 
 def grid_cells(protocol: str, spaces: Sequence[str] | None, optimizers: Sequence[str] | None,
                modes: Sequence[str] | None, seeds: Sequence[int] | None) -> list[Cell]:  # fmt: skip
-    """The cells of the protocol's default grid, narrowed by the selections (None: all)."""
-    cells = []
+    """The cells of the protocol's default grid, narrowed by the selections (None: all); every group's first
+    seed comes first, so a grid cut short still covers every group and mode."""
+    cells: list[tuple[int, Cell]] = []
     for space, optimizer, default_seeds in GRIDS[protocol]:
         if (spaces and space not in spaces) or (optimizers and optimizer not in optimizers):
             continue
@@ -159,9 +160,9 @@ def grid_cells(protocol: str, spaces: Sequence[str] | None, optimizers: Sequence
                 continue
             if protocol == "smoke" and mode not in SMOKE_MODES[optimizer]:
                 continue
-            for seed in seeds if seeds else default_seeds:
-                cells.append(Cell(space, optimizer, mode, seed))
-    return cells
+            for position, seed in enumerate(seeds if seeds else default_seeds):
+                cells.append((position, Cell(space, optimizer, mode, seed)))
+    return [cell for _, cell in sorted(cells, key=lambda item: item[0])]
 
 
 def _settings(preset: str, overrides: Iterable[str]) -> Any:
