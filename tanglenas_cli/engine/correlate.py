@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ PLOT = "correlate.png"
 TOP_SHARE = 0.1  # default k: the best 10% of the sample
 
 
-def rank_agreement(scores: Sequence[float], truth: Sequence[float], top_k: int) -> dict[str, float]:
+def rank_agreement(scores: Sequence[float], truth: Sequence[float], top_k: int) -> dict[str, float | None]:
     """Return Kendall tau(-b), Spearman rho and the top-k overlap of ``scores`` against ``truth``.
 
     The top-k overlap is |top_k(scores) & top_k(truth)| / k, each top-k taken by descending value
@@ -38,8 +39,10 @@ def rank_agreement(scores: Sequence[float], truth: Sequence[float], top_k: int) 
     if len(scores) != len(truth) or len(scores) < 2:
         raise UserError("rank agreement needs at least 2 architectures with a benchmark value")
     k = max(1, min(top_k, len(scores)))
-    tau = kendalltau(scores, truth)
-    rho = spearmanr(scores, truth)
+    with warnings.catch_warnings():  # constant scores: the statistics are undefined (None), not a warning
+        warnings.simplefilter("ignore")
+        tau = kendalltau(scores, truth)
+        rho = spearmanr(scores, truth)
     order = range(len(scores))
     best_scored = set(sorted(order, key=lambda i: -scores[i])[:k])
     best_true = set(sorted(order, key=lambda i: -truth[i])[:k])
@@ -53,9 +56,14 @@ def rank_agreement(scores: Sequence[float], truth: Sequence[float], top_k: int) 
     }
 
 
-def _number(value: Any) -> float:
-    """A statistic as a plain float (NaN, e.g. for constant scores, stays NaN)."""
-    return float(value)
+def _number(value: Any) -> float | None:
+    """A statistic as a plain float; None where it is undefined (e.g. every score equal)."""
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _shown(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.3f}"
 
 
 def _genomes(sizes: list[int], samples: int, draw: Any) -> list[tuple[int, ...]]:
@@ -151,7 +159,7 @@ def run_correlate(run_dir: Path, benchmark: Path, samples: int = 100, batches: i
         "samples": len(points),
         "not_in_benchmark": missing,
         "all_architectures": len(genomes) == math.prod(len(c) for c in choices.values()),
-        **{name: round(value, 4) for name, value in stats.items()},
+        **{name: None if value is None else round(value, 4) for name, value in stats.items()},
         "supernet_pick_test_acc": picked["benchmark"],
         "sample_best_test_acc": values[0],
         "sample_mean_test_acc": round(sum(values) / len(values), 4),
@@ -161,8 +169,10 @@ def run_correlate(run_dir: Path, benchmark: Path, samples: int = 100, batches: i
     }
     files.write_json_atomic({**result, "architectures": points}, run_dir / RESULT)
     mode = "we" if cfg.entangle else "ws"
-    title = (f"{cfg.space} {cfg.optimizer} ({mode}): Kendall tau {stats['kendall_tau']:.3f},"
-             f" Spearman {stats['spearman_rho']:.3f}, n={len(points)}")  # fmt: skip
+    title = (f"{cfg.space} {cfg.optimizer} ({mode}): Kendall tau {_shown(stats['kendall_tau'])},"
+             f" Spearman {_shown(stats['spearman_rho'])}, n={len(points)}")  # fmt: skip
     plot_scatter(points, run_dir / PLOT, title, score_name)
+    if stats["kendall_tau"] is None:
+        result["note"] = "every architecture got the same supernet score: the rank statistics are undefined"
     result["written"] = f"{run_dir / RESULT}, {run_dir / PLOT}"
     return result
