@@ -107,11 +107,22 @@ def _options(space: str) -> dict:
     return {f.split("=")[0].split(".")[1]: int(f.split("=")[1]) for f in flags[1::2]}
 
 
+_SEARCHED: dict[str, Path] = {}
+
+
+def searched_run(space: str, folder: Path) -> Path:
+    """A one-epoch search of ``space`` (run once per test session, then reused)."""
+    if space not in _SEARCHED:
+        run = folder / "run"
+        searched = invoke("search", "--space", space, *COMMON, *SPACES[space], "--out", run)
+        assert searched.exit_code == 0, searched.output
+        _SEARCHED[space] = run
+    return _SEARCHED[space]
+
+
 @pytest.mark.parametrize("space", list(SPACES))
 def test_correlate_on_every_benchmark_space(space: str, tmp_path: Path):
-    run = tmp_path / "run"
-    searched = invoke("search", "--space", space, *COMMON, *SPACES[space], "--out", run)
-    assert searched.exit_code == 0, searched.output
+    run = searched_run(space, tmp_path)
     benchmark = synthetic_benchmark(space, _options(space), tmp_path)
     result = invoke("correlate", run, "--benchmark", benchmark, "--samples", "12", "--json")
     assert result.exit_code == 0, result.output
@@ -132,7 +143,7 @@ def test_correlate_on_every_benchmark_space(space: str, tmp_path: Path):
 
 def test_correlate_refusals(tmp_path: Path):
     run = tmp_path / "run"
-    assert invoke("search", "--space", "toy_cell", *COMMON, *SPACES["toy_cell"], "--out", run).exit_code == 0
+    shutil.copytree(searched_run("toy_cell", tmp_path / "searched"), run)
     cell_benchmark = synthetic_benchmark("toy_cell", {"C": 4}, tmp_path)
     assert "--benchmark" in one_line(invoke("correlate", run))
     assert "not found" in one_line(invoke("correlate", run, "--benchmark", tmp_path / "missing.pkl"))
