@@ -129,6 +129,14 @@ MixedPrecisionOption = Annotated[
         help="Autocast precision via Accelerate (bf16 also on CPU; fp16 needs a GPU). Default: no.",
     ),
 ]
+BenchmarkDatasetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset",
+        metavar="DATASET",
+        help="Dataset column of benchmarks that hold several (default: the run's dataset, else cifar10).",
+    ),
+]
 CompileOption = Annotated[
     bool | None,
     typer.Option("--compile/--no-compile", help="Compile the model with torch.compile (default: off)."),
@@ -652,14 +660,7 @@ def bench_query(
             help="Space of an architecture string (default: guessed from the target).",
         ),
     ] = None,
-    dataset: Annotated[
-        str | None,
-        typer.Option(
-            "--dataset",
-            metavar="DATASET",
-            help="Dataset column of benchmarks that hold several (default: the run's dataset).",
-        ),
-    ] = None,
+    dataset: BenchmarkDatasetOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the benchmark entry as JSON.")] = False,
 ) -> None:
     """Look up an architecture's accuracy (and cost) in a tabular benchmark, without training it."""
@@ -705,14 +706,7 @@ def correlate(
         typer.Option("--top-k", min=1, help="k of the top-k overlap (default: 10% of the sample)."),
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the draw (default: the run's).")] = None,
-    dataset: Annotated[
-        str | None,
-        typer.Option(
-            "--dataset",
-            metavar="DATASET",
-            help="Dataset column of benchmarks that hold several (default: the run's dataset, else cifar10).",
-        ),
-    ] = None,
+    dataset: BenchmarkDatasetOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
 ) -> None:
     """How well a trained supernet ranks architectures: Kendall tau, Spearman rho, top-k overlap.
