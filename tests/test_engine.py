@@ -127,7 +127,12 @@ def test_train_then_eval(searched: Path, tmp_path: Path):
 
 @pytest.mark.parametrize(
     "optimizer, extra",
-    [("darts_v2", []), ("spos", []), ("gdas", ["--ws"]), ("darts_v1", ["--channels-last"])],
+    [
+        ("darts_v2", []),
+        ("spos", ["--set", "selection.samples=6"]),  # the final random search: 6 candidates, not 100
+        ("gdas", ["--ws"]),
+        ("darts_v1", ["--channels-last"]),
+    ],
 )
 def test_other_optimizers_and_weight_sharing(optimizer, extra, tmp_path: Path):
     result = invoke(
