@@ -216,7 +216,9 @@ def test_one_hot_equals_standalone_candidate(name, layer, choices, x):
         )
         x_in = x[:, :in_width] if x.dim() == 4 else x[..., :in_width]
         expected = standalone(x_in)
-        torch.testing.assert_close(layer(x), expected, atol=0, rtol=0)
+        # a sliced (strided) weight view and its contiguous copy may take different oneDNN kernels
+        # (seen with one thread): equal to float rounding, not always bit for bit
+        torch.testing.assert_close(layer(x), expected, atol=1e-7, rtol=1e-5)
         # The mixture path with the same one-hot weights gives the same numbers, zero-padded.
         mixture = layer.forward_mixture(x, layer.source.mixing().weights)
         width = expected.shape[1] if x.dim() == 4 else expected.shape[-1]
