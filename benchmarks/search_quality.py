@@ -44,6 +44,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -361,21 +362,24 @@ def protocol_text(rows: list[dict[str, str]]) -> str:
 def plot(rows: list[dict[str, str]], path: Path) -> None:
     """Anytime curves (benchmark test accuracy of the derived architecture per epoch), mean over seeds."""
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels: dict[tuple[str, str, str], dict[str, list[list[float]]]] = {}
-    baselines: dict[tuple[str, str, str], tuple[float, float, list[float]]] = {}
+    baselines: dict[tuple[str, str, str], tuple[float, float, tuple[int, float] | None]] = {}
     for row in rows:
         key = (row["protocol"], row["space"], row["optimizer"])
         curve = [v for v in json.loads(row["anytime_test_acc"]) if v is not None]
-        panels.setdefault(key, {}).setdefault(row["mode"], []).append(curve or [float(row["test_acc"])])
-        finals = baselines.get(key, (0.0, 0.0, []))[2]
+        if not curve:  # SPOS: one architecture, after the last epoch's random search
+            curve = [math.nan] * (int(row["epochs"]) - 1) + [float(row["test_acc"])]
+        panels.setdefault(key, {}).setdefault(row["mode"], []).append(curve)
+        evaluations = int(row["evaluations"])
         baselines[key] = (
             float(row["benchmark_mean"]),
             float(row["best_test_acc"]),
-            [*finals, float(row["test_acc"])],
+            (evaluations, float(row["random_expected_best"])) if evaluations > 1 else None,
         )
     if not panels:
         return
@@ -385,14 +389,20 @@ def plot(rows: list[dict[str, str]], path: Path) -> None:
     for axis, (key, modes) in zip(axes.flat, panels.items(), strict=False):
         for mode, curves in sorted(modes.items()):
             length = min(len(c) for c in curves)
-            mean = [statistics.fmean(c[i] for c in curves) for i in range(length)]
-            low = [min(c[i] for c in curves) for i in range(length)]
-            high = [max(c[i] for c in curves) for i in range(length)]
+            columns_of = np.array([c[:length] for c in curves], dtype=float)
+            with warnings.catch_warnings():  # all-NaN epochs (SPOS before its pick) stay NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean, low, high = (f(columns_of, axis=0) for f in (np.nanmean, np.nanmin, np.nanmax))
             epochs = list(range(1, length + 1))
             axis.plot(epochs, mean, marker="o", markersize=3, label=f"{mode} (n={len(curves)})")
             axis.fill_between(epochs, low, high, alpha=0.15)
-        mean_acc, best, _ = baselines[key]
+        mean_acc, best, random_best = baselines[key]
         axis.axhline(mean_acc, color="grey", linestyle="--", linewidth=1, label="benchmark mean")
+        if random_best is not None:
+            draws, value = random_best
+            axis.axhline(
+                value, color="tab:red", linestyle="-.", linewidth=1, label=f"E[best of {draws} random]"
+            )
         axis.axhline(best, color="black", linestyle=":", linewidth=1, label="benchmark optimum")
         axis.set_title(f"{key[1]} {key[2]} ({key[0]})", fontsize=9)
         axis.set_xlabel("epoch", fontsize=8)
