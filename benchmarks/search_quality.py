@@ -290,6 +290,11 @@ def _settings_of_run(out: Path) -> dict[str, Any]:
     return yaml.safe_load((out / "config.yaml").read_text())
 
 
+def _number(value: float | None) -> str:
+    """A statistic for the progress line; None when correlate found it undefined (constant scores)."""
+    return "undefined" if value is None else f"{value:.3f}"
+
+
 def read_rows(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         return []
@@ -495,8 +500,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         row = run_cell(cell, protocol, args.runs, data_root, values[spec.benchmark])
         append_row(csv_path, row)
         seconds = time.perf_counter() - started
+        tau = _number(row["kendall_tau"])
         print(f"[{number}/{len(todo)}] {cell.name}: test acc {row['test_acc']:.2f}"
-              f" (percentile {row['percentile']}), Kendall tau {row['kendall_tau']:.3f}, {seconds:.0f} s",
+              f" (percentile {row['percentile']}), Kendall tau {tau}, {seconds:.0f} s",
               flush=True)  # fmt: skip
         write_reports(read_rows(csv_path), args.results, stem, ROOT / "README.md" if args.readme else None)
     write_reports(read_rows(csv_path), args.results, stem, ROOT / "README.md" if args.readme else None)
