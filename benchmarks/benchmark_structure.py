@@ -130,15 +130,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = (
         args.data_root or Path(os.environ.get("TANGLENAS_DATA_ROOT", "~/.cache/tanglenas/data"))
     ).expanduser()
+    sys.path.insert(0, str(ROOT))
+    from tanglenas_cli.errors import UserError
+
     results = {}
     for space, (name, metric) in BENCHMARKS.items():
         path = root / "benchmarks" / name
         if path.is_file():
-            results[space] = analyse(path, metric)
+            try:
+                results[space] = analyse(path, metric)
+            except UserError as error:  # unreadable file; the message names it
+                print(f"error: {error}", file=sys.stderr)
+                return 2
+            except ValueError as error:  # architecture keys of mixed shapes
+                print(f"error: {path}: {error}", file=sys.stderr)
+                return 2
     if not results:
-        sys.exit(
-            f"no benchmark under {root / 'benchmarks'}: run tanglenas prepare-data toy-benchmarks|nb201-bench"
-        )
+        where = root / "benchmarks"
+        print(f"error: no benchmark under {where}: run tanglenas prepare-data toy-benchmarks|nb201-bench",
+              file=sys.stderr)  # fmt: skip
+        return 2
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "benchmark_structure.json").write_text(json.dumps(results, indent=1) + "\n")
     text = markdown(results)

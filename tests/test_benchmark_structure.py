@@ -69,3 +69,19 @@ def test_noise_is_not_explained(tmp_path: Path):
     result = json.loads((tmp_path / "out" / "benchmark_structure.json").read_text())["toy_cell"]
     assert result["architectures"] == 27 and result["r2_additive"] < 0.6
     assert "| toy_cell | 27 |" in (tmp_path / "out" / "benchmark_structure.md").read_text()
+
+
+def test_missing_or_corrupt_benchmarks_are_one_line_exit_2(tmp_path: Path):
+    def run(*args: object) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True)
+
+    out = tmp_path / "out"
+    missing = run("--data-root", tmp_path, "--results", out)
+    assert missing.returncode == 2 and "prepare-data" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "entangled_cell_ss_benchmark.pkl").write_text("not a pickle")
+    corrupt = run("--data-root", tmp_path, "--results", out)
+    assert corrupt.returncode == 2 and "entangled_cell_ss_benchmark.pkl" in corrupt.stderr
+    assert len(corrupt.stderr.strip().splitlines()) == 1
+    assert not out.exists()  # nothing written

@@ -83,3 +83,25 @@ def test_smoke_grid_runs_and_resumes(tmp_path: Path):
     assert (results / "search_quality_smoke.png").stat().st_size > 0
     again = run_script("--smoke", "--results", results, "--runs", runs, "--data-root", data_root)
     assert again.returncode == 0 and "2 already in" in again.stdout
+
+
+def test_reports_show_spos_and_an_undefined_tau(tmp_path: Path):
+    """SPOS has no anytime curve and a best-of-K baseline; a constant-score supernet has no tau."""
+    script = load_script()
+    base = {"protocol": "reduced", "space": "toy_cell", "seed": "0", "test_acc": "88.0", "percentile": "15",
+            "regret": "3.6", "best_test_acc": "91.6", "benchmark_mean": "90.0", "top_k_overlap": "0.1",
+            "search_seconds": "60", "peak_memory_mb": "1000", "epochs": "8",
+            "command": "tanglenas search"}  # fmt: skip
+    rows = [
+        {**base, "optimizer": "spos", "mode": "ws", "evaluations": "100", "random_expected_best": "91.4",
+         "kendall_tau": "0.07", "anytime_test_acc": "[]"},
+        {**base, "optimizer": "drnas", "mode": "ws", "evaluations": "1", "random_expected_best": "90.0",
+         "kendall_tau": "", "anytime_test_acc": "[89.0, 88.5, 88.0]"},
+    ]  # fmt: skip
+    script.write_reports(rows, tmp_path, "report", None)
+    table = (tmp_path / "report.md").read_text()
+    assert "| reduced | toy_cell | spos | ws | 1 | 88.00 | 15.0 | 3.60 | 0.070 |" in table
+    assert "| 90.00 / 91.40 (100) |" in table
+    assert "| reduced | toy_cell | drnas | ws | 1 | 88.00 | 15.0 | 3.60 | - |" in table
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+    assert script._number(None) == "undefined" and script._number(0.1234) == "0.123"
