@@ -21,7 +21,8 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from tanglenas_cli.nas import Choice, EntangledConv2d, EntangledLinear
+from tanglenas_cli.nas.choices import Choice
+from tanglenas_cli.nas.entangled import EntangledConv2d, EntangledLinear
 
 
 def saved_bytes(step) -> int:

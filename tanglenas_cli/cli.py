@@ -1,8 +1,6 @@
 """The `tanglenas` command line: parse, build the config, call one engine function, print."""
 
-import importlib
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,19 +12,19 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from tanglenas_cli import __version__
+from tanglenas_cli.benchmarks.prepare import BENCHMARK_PREPARE_STEPS
 from tanglenas_cli.config import (
-    CONFIG_FILE,
-    INHERITED_BY_TRAIN,
     build_config,
-    check_space_available,
     default_data_root,
     load_config,
     parse_override,
 )
 from tanglenas_cli.console import print_error, print_result
-from tanglenas_cli.errors import UserError
-from tanglenas_cli.names import DATASETS, OPTIMIZERS, PREPARE_ONLY, SPACES, check_name
+from tanglenas_cli.data.registry import dataset_entry, list_datasets, prepare_dataset
+from tanglenas_cli.errors import UserError, check_name
+from tanglenas_cli.nas.optimizers import list_optimizers, optimizer_entry
 from tanglenas_cli.presets import list_presets
+from tanglenas_cli.spaces import check_space, list_spaces
 
 ARCH_FILE = "arch.yaml"
 EVAL_SPLITS = ("test", "valid")
@@ -77,10 +75,11 @@ def _root(
 
 SpaceOption = Annotated[
     str | None,
-    typer.Option("--space", metavar="SPACE", help=f"Search space, one of: {', '.join(SPACES)}."),
+    typer.Option("--space", metavar="SPACE", help=f"Search space, one of: {', '.join(list_spaces())}."),
 ]
 DatasetOption = Annotated[
-    str | None, typer.Option("--dataset", metavar="DATASET", help=f"Dataset, one of: {', '.join(DATASETS)}.")
+    str | None,
+    typer.Option("--dataset", metavar="DATASET", help=f"Dataset, one of: {', '.join(list_datasets())}."),
 ]
 PresetOption = Annotated[
     str | None,
@@ -147,37 +146,25 @@ CompileOption = Annotated[
 # Helpers: input checks, lazy engine imports, printing results.
 
 
-def _require_file(path: Path, what: str) -> Path:
-    if not path.is_file():
+def _path_option(flag: str, metavar: str, help: str) -> Any:
+    """Return the annotation of an optional path option (``--flag PATH``)."""
+    return Annotated[Path | None, typer.Option(flag, metavar=metavar, help=help)]
+
+
+def _require(path: Path, what: str, test: str = "exists") -> Path:
+    """Return ``path`` when ``path.<test>()`` holds; else UserError "<what> not found: <path>"."""
+    if not getattr(path, test)():
         raise UserError(f"{what} not found: {path}")
     return path
 
 
-def _require_path(path: Path, what: str) -> Path:
-    if not path.exists():
-        raise UserError(f"{what} not found: {path}")
-    return path
-
-
-def _require_dir(path: Path, what: str) -> Path:
-    if not path.is_dir():
-        raise UserError(f"{what} not found: {path}")
-    return path
-
-
-def _engine_function(command: str, module_name: str, function_name: str) -> Callable[..., Any]:
-    """Return the engine function behind `command`; UserError while it is not implemented yet."""
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        missing = error.name or ""
-        if missing.startswith("tanglenas_cli.") and f"{module_name}.".startswith(f"{missing}."):
-            raise UserError(f"'{command}' is not available yet") from None
-        raise
-    function = getattr(module, function_name, None)
-    if function is None:
-        raise UserError(f"'{command}' is not available yet")
-    return function
+def _run_flags(space: str | None, dataset: str | None, seed: int | None, out: Path | None,
+               data_root: Path | None, wandb: bool | None, channels_last: bool | None,
+               compile_model: bool | None, mixed_precision: str | None) -> dict[str, Any]:  # fmt: skip
+    """Return the options `search` and `train` share, by dotted config key (None: not given)."""
+    return {"space": space, "dataset": dataset, "seed": seed, "out_dir": out, "data_root": data_root,
+            "logging.wandb": wandb, "channels_last": channels_last, "compile": compile_model,
+            "mixed_precision": mixed_precision}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -189,17 +176,15 @@ def prepare_data(
     dataset: Annotated[
         str,
         typer.Argument(
-            metavar="DATASET", help=f"What to prepare, one of: {', '.join(DATASETS + PREPARE_ONLY)}."
+            metavar="DATASET",
+            help=f"What to prepare, one of: {', '.join([*list_datasets(), *BENCHMARK_PREPARE_STEPS])}.",
         ),
     ],
-    source: Annotated[
-        Path | None,
-        typer.Option(
-            "--from",
-            metavar="PATH",
-            help="Use this local file or folder instead of downloading (for machines without internet).",
-        ),
-    ] = None,
+    source: _path_option(
+        "--from",
+        "PATH",
+        "Use this local file or folder instead of downloading (for machines without internet).",
+    ) = None,
     data_root: DataRootOption = None,
     name: Annotated[
         str | None,
@@ -208,14 +193,9 @@ def prepare_data(
     tokenizer: Annotated[
         str, typer.Option("--tokenizer", help="text/tinystories: gpt2 (tiktoken BPE) or bytes.")
     ] = "gpt2",
-    tokenizer_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--tokenizer-file",
-            metavar="FILE",
-            help="text/tinystories: GPT-2 ranks file (gpt2.tiktoken), for offline use.",
-        ),
-    ] = None,
+    tokenizer_file: _path_option(
+        "--tokenizer-file", "FILE", "text/tinystories: GPT-2 ranks file (gpt2.tiktoken), for offline use."
+    ) = None,
     val_portion: Annotated[
         float,
         typer.Option(
@@ -226,21 +206,22 @@ def prepare_data(
     ] = 0.1,
 ) -> None:
     """Download (or unpack from --from) a dataset into the data root, so later runs work offline."""
-    check_name("dataset", dataset, DATASETS + PREPARE_ONLY)
+    check_name("dataset", dataset, [*list_datasets(), *BENCHMARK_PREPARE_STEPS])
     if source is not None and not source.exists():
         raise UserError(f"--from path not found: {source}")
-    run_prepare = _engine_function("prepare-data", "tanglenas_cli.engine.prepare", "run_prepare")
     root = data_root or default_data_root()
-    if dataset in ("text", "tinystories"):
+    text = {}  # the options of token corpora
+    if dataset not in BENCHMARK_PREPARE_STEPS and dataset_entry(dataset).tokens:
         text = {
             "name": name,
             "tokenizer": tokenizer,
             "tokenizer_file": tokenizer_file,
             "val_portion": val_portion,
         }
-        print_result(run_prepare(dataset, data_root=root, source=source, **text))
-        return
-    print_result(run_prepare(dataset, data_root=root, source=source))
+    step = BENCHMARK_PREPARE_STEPS.get(dataset)  # a benchmark's files, else a dataset
+    print_result(
+        step(root, source) if step else prepare_dataset(dataset, data_root=root, source=source, **text)
+    )
 
 
 @app.command()
@@ -251,22 +232,19 @@ def search(
         typer.Option(
             "--opt",
             "--optimizer",
-            help=f"One-shot optimizer, one of: {', '.join(OPTIMIZERS)}.",
+            help=f"One-shot optimizer, one of: {', '.join(list_optimizers())}.",
         ),
     ] = None,
     dataset: DatasetOption = None,
     preset: PresetOption = None,
     overrides: SetOption = None,
     seed: SeedOption = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            metavar="DIR",
-            help="Run directory (default: a folder under runs/ named after"
-            " space, optimizer, we or ws, dataset and seed).",
-        ),
-    ] = None,
+    out: _path_option(
+        "--out",
+        "DIR",
+        "Run directory (default: a folder under runs/ named after"
+        " space, optimizer, we or ws, dataset and seed).",
+    ) = None,
     ws: Annotated[
         bool,
         typer.Option(
@@ -274,30 +252,17 @@ def search(
         ),
     ] = False,
     data_root: DataRootOption = None,
-    resume: Annotated[
-        Path | None,
-        typer.Option(
-            "--resume",
-            metavar="RUN_DIR",
-            help="Continue an interrupted search from its run directory (uses its config.yaml).",
-        ),
-    ] = None,
-    benchmark: Annotated[
-        Path | None,
-        typer.Option(
-            "--benchmark",
-            metavar="FILE",
-            help="Tabular benchmark to query with the derived architecture after every epoch.",
-        ),
-    ] = None,
-    init_from: Annotated[
-        Path | None,
-        typer.Option(
-            "--init-from",
-            metavar="FILE",
-            help="Start the supernet from a released checkpoint (mobilenetv3: an OFA MobileNetV3 .pth).",
-        ),
-    ] = None,
+    resume: _path_option(
+        "--resume", "RUN_DIR", "Continue an interrupted search from its run directory (uses its config.yaml)."
+    ) = None,
+    benchmark: _path_option(
+        "--benchmark", "FILE", "Tabular benchmark to query with the derived architecture after every epoch."
+    ) = None,
+    init_from: _path_option(
+        "--init-from",
+        "FILE",
+        "Start the supernet from a released checkpoint (mobilenetv3: an OFA MobileNetV3 .pth).",
+    ) = None,
     wandb: WandbOption = None,
     channels_last: ChannelsLastOption = None,
     compile_model: CompileOption = None,
@@ -311,34 +276,30 @@ def search(
     if resume is not None:
         if preset is not None:
             raise UserError("--resume continues a run with its own config.yaml; drop --preset")
-        base = load_config(_require_dir(resume, "run directory to resume")).model_dump(mode="json")
+        base = load_config(_require(resume, "run directory to resume", "is_dir")).model_dump(mode="json")
         if out is not None and out.resolve() != resume.resolve():
             raise UserError(
                 f"--out {out} differs from --resume {resume}; a resumed run stays in its directory"
             )
         out = resume
-    flags = {
-        "space": space,
-        "optimizer": optimizer,
-        "dataset": dataset,
-        "seed": seed,
-        "out_dir": out,
-        "entangle": False if ws else None,
-        "data_root": data_root,
-        "benchmark": benchmark,
-        "init_from": init_from,
-        "logging.wandb": wandb,
-        "channels_last": channels_last,
-        "compile": compile_model,
-        "mixed_precision": mixed_precision,
-    }
+    flags = _run_flags(
+        space, dataset, seed, out, data_root, wandb, channels_last, compile_model, mixed_precision
+    )
+    flags.update(
+        {
+            "optimizer": optimizer,
+            "entangle": False if ws else None,
+            "benchmark": benchmark,
+            "init_from": init_from,
+        }
+    )
     cfg = build_config(preset=preset, flags=flags, overrides=overrides or (), base=base)
     if cfg.benchmark is not None:
-        _require_path(cfg.benchmark, "benchmark file")
+        _require(cfg.benchmark, "benchmark file")
     if cfg.init_from is not None and resume is None:
-        _require_file(cfg.init_from, "checkpoint to --init-from")
-    check_space_available(cfg.space)
-    run_search = _engine_function("search", "tanglenas_cli.engine.search", "run_search")
+        _require(cfg.init_from, "checkpoint to --init-from", "is_file")
+    from tanglenas_cli.engine.search import run_search
+
     result = run_search(cfg, resume=resume)
     if result is not None:  # None on data-parallel processes other than the first
         print_result(result)
@@ -412,21 +373,16 @@ def derive(
     architecture found by scoring paths of the trained supernet (SPOS' second stage), optionally within
     parameter / FLOPs limits (FLOPs: forward pass of the discrete network on one input, 2 per multiply-add).
     """
-    cfg = load_config(_require_dir(run_dir, "run directory"))
-    check_space_available(cfg.space)
-    run_derive = _engine_function("derive", "tanglenas_cli.engine.derive", "run_derive")
+    load_config(_require(run_dir, "run directory", "is_dir"))  # a bad config fails here, in one line
+    from tanglenas_cli.engine.derive import run_derive
+
     if strategy is None:
         print_result(run_derive(run_dir, out=out, epoch=epoch))
         return
     check_name("strategy", strategy, ("random", "evolution"))
-    from tanglenas_cli.engine.posthoc import EvolutionSettings
-
-    select = max(2, population // 5)
-    settings = EvolutionSettings(population=population, select=select, mutation=population // 2,
-                                 crossover=population // 2, generations=generations)  # fmt: skip
     result = run_derive(run_dir, out=out, epoch=epoch, strategy=strategy, samples=samples, batches=batches,
                         min_params=min_params, max_params=max_params, min_flops=min_flops,
-                        max_flops=max_flops, settings=settings)  # fmt: skip
+                        max_flops=max_flops, population=population, generations=generations)  # fmt: skip
     print_result(result)
 
 
@@ -446,36 +402,23 @@ def train(
     preset: PresetOption = None,
     overrides: SetOption = None,
     seed: SeedOption = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            metavar="DIR",
-            help="Directory for the trained checkpoint and metrics.",
-        ),
-    ] = None,
+    out: _path_option("--out", "DIR", "Directory for the trained checkpoint and metrics.") = None,
     data_root: DataRootOption = None,
     wandb: WandbOption = None,
     channels_last: ChannelsLastOption = None,
     compile_model: CompileOption = None,
     mixed_precision: MixedPrecisionOption = None,
-    inherit: Annotated[
-        Path | None,
-        typer.Option(
-            "--inherit",
-            metavar="RUN_DIR",
-            help="Start from the weights of this search run's supernet (fine-tune) instead of from scratch.",
-        ),
-    ] = None,
-    from_run: Annotated[
-        Path | None,
-        typer.Option(
-            "--from-run",
-            metavar="RUN_DIR",
-            help="Train the architecture a search run had after --epoch (default: its last), from its"
-            " trajectory, instead of an architecture file.",
-        ),
-    ] = None,
+    inherit: _path_option(
+        "--inherit",
+        "RUN_DIR",
+        "Start from the weights of this search run's supernet (fine-tune) instead of from scratch.",
+    ) = None,
+    from_run: _path_option(
+        "--from-run",
+        "RUN_DIR",
+        "Train the architecture a search run had after --epoch (default: its last), from its"
+        " trajectory, instead of an architecture file.",
+    ) = None,
     epoch: Annotated[
         int | None,
         typer.Option(
@@ -489,53 +432,15 @@ def train(
 
     Everything else resolves as defaults < --preset < flags < --set KEY=VALUE.
     """
-    if (target is None) == (from_run is None):
-        raise UserError("give an architecture (ARCH_YAML_OR_RUN_DIR) or --from-run RUN_DIR, not both")
-    if epoch is not None and from_run is None:
-        raise UserError("--epoch picks an epoch of --from-run RUN_DIR; give --from-run too")
-    if epoch is not None and epoch <= 0:
-        raise UserError(f"invalid value for --epoch: {epoch} (epochs count from 1)")
-    named = None
-    if target is not None and not target.exists():  # SPACE:NAME: an architecture shipped with a space
-        named = _engine_function("train", "tanglenas_cli.engine.named", "parse_named_target")(str(target))
-    base = None
-    if named is not None:
-        base = {"space": check_name("space", named[0], SPACES)}
-    elif from_run is not None:
-        _require_dir(from_run, "search run")
-        searched = load_config(from_run).model_dump(mode="json")
-        base = {key: searched[key] for key in INHERITED_BY_TRAIN}
-    else:
-        assert target is not None
-        arch_file = target / ARCH_FILE if target.is_dir() else target
-        _require_file(arch_file, "architecture file")
-        search_config = arch_file.parent / CONFIG_FILE
-        if search_config.is_file():
-            searched = load_config(search_config).model_dump(mode="json")
-            base = {key: searched[key] for key in INHERITED_BY_TRAIN}
-    flags = {
-        "space": space,
-        "dataset": dataset,
-        "seed": seed,
-        "out_dir": out,
-        "data_root": data_root,
-        "logging.wandb": wandb,
-        "channels_last": channels_last,
-        "compile": compile_model,
-        "mixed_precision": mixed_precision,
-    }
-    cfg = build_config(preset=preset, flags=flags, overrides=overrides or (), base=base)
-    check_space_available(cfg.space)
-    if named is not None:
-        arch_file = _engine_function("train", "tanglenas_cli.engine.named", "write_named_arch")(*named, cfg)
-        cfg = cfg.model_copy(update={"out_dir": arch_file.parent})
-    if from_run is not None:
-        write_arch = _engine_function("train", "tanglenas_cli.engine.derive", "write_trajectory_arch")
-        arch_file = write_arch(from_run, epoch, cfg)
-        cfg = cfg.model_copy(update={"out_dir": arch_file.parent})
     if inherit is not None:
-        _require_file(inherit / "checkpoint.pt", "search checkpoint to inherit")
-    run_train = _engine_function("train", "tanglenas_cli.engine.train", "run_train")
+        _require(inherit / "checkpoint.pt", "search checkpoint to inherit", "is_file")
+    from tanglenas_cli.engine.train import run_train
+    from tanglenas_cli.engine.train_target import resolve_train_target
+
+    flags = _run_flags(
+        space, dataset, seed, out, data_root, wandb, channels_last, compile_model, mixed_precision
+    )
+    arch_file, cfg = resolve_train_target(target, from_run, epoch, preset, flags, overrides or ())
     print_result(run_train(arch_file, cfg, inherit=inherit))
 
 
@@ -568,11 +473,12 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Evaluate a trained checkpoint (accuracy, or loss and perplexity) on the test or validation split."""
-    _require_file(checkpoint / "model.pt" if checkpoint.is_dir() else checkpoint, "checkpoint")
+    _require(checkpoint / "model.pt" if checkpoint.is_dir() else checkpoint, "checkpoint", "is_file")
     check_name("split", split, EVAL_SPLITS)
     if batch_size is not None and batch_size <= 0:
         raise UserError(f"invalid value for --batch-size: {batch_size} (expected a number > 0)")
-    run_eval = _engine_function("eval", "tanglenas_cli.engine.evaluate", "run_eval")
+    from tanglenas_cli.engine.evaluate import run_eval
+
     result = run_eval(
         checkpoint, split=split, data_root=data_root, batch_size=batch_size, image_size=image_size
     )
@@ -604,35 +510,33 @@ def sample(
         int, typer.Option("--top-k", metavar="K", help="Sample among the K likeliest tokens (0: all).")
     ] = 200,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the sampler.")] = 0,
-    tokenizer_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--tokenizer-file",
-            metavar="FILE",
-            help="GPT-2 ranks file (default: the one the corpus was prepared with, else tiktoken's cache).",
-        ),
-    ] = None,
+    tokenizer_file: _path_option(
+        "--tokenizer-file",
+        "FILE",
+        "GPT-2 ranks file (default: the one the corpus was prepared with, else tiktoken's cache).",
+    ) = None,
     data_root: DataRootOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the prompt, text and settings as JSON.")
     ] = False,
 ) -> None:
     """Generate text with a trained language model (nanoGPT), continuing --prompt."""
-    _require_path(checkpoint, "checkpoint")
+    _require(checkpoint, "checkpoint")
     if tokenizer_file is not None:
-        _require_file(tokenizer_file, "tokenizer file")
+        _require(tokenizer_file, "tokenizer file", "is_file")
     if data_root is not None:
-        _require_dir(data_root, "data root")
-    engine = "tanglenas_cli.engine.sample"
-    _engine_function("sample", engine, "check_sampling")(tokens, temperature, top_k)
-    result = _engine_function("sample", engine, "run_sample")(
+        _require(data_root, "data root", "is_dir")
+    from tanglenas_cli.engine.sample import check_sampling, printable, run_sample
+
+    check_sampling(tokens, temperature, top_k)
+    result = run_sample(
         checkpoint, prompt, max_new_tokens=tokens, temperature=temperature, top_k=top_k, seed=seed,
         tokenizer_file=tokenizer_file, data_root=data_root,
     )  # fmt: skip
     if as_json:
         print_result(result, as_json=True)
     else:
-        typer.echo(_engine_function("sample", engine, "printable")(result["text"]))
+        typer.echo(printable(result["text"]))
 
 
 @app.command("bench-query")
@@ -645,14 +549,7 @@ def bench_query(
             " (e.g. an NB201 string |nor_conv_3x3~0|+|...|).",
         ),
     ],
-    benchmark: Annotated[
-        Path | None,
-        typer.Option(
-            "--benchmark",
-            metavar="FILE",
-            help="Tabular benchmark file to query (required).",
-        ),
-    ] = None,
+    benchmark: _path_option("--benchmark", "FILE", "Tabular benchmark file to query (required).") = None,
     space: Annotated[
         str | None,
         typer.Option(
@@ -666,17 +563,18 @@ def bench_query(
     """Look up an architecture's accuracy (and cost) in a tabular benchmark, without training it."""
     if benchmark is None:
         raise UserError("bench-query needs --benchmark FILE (the tabular benchmark to query)")
-    _require_path(benchmark, "benchmark file")
+    _require(benchmark, "benchmark file")
     if space is not None:
-        check_name("space", space, SPACES)
+        check_space(space)
     if dataset is not None:
-        check_name("dataset", dataset, DATASETS)
+        dataset_entry(dataset)
     arch: Path | str = target
     if Path(target).exists():
         arch = Path(target)
     elif target.endswith((".yaml", ".yml", ".json")):
         raise UserError(f"architecture file not found: {target}")
-    run_bench_query = _engine_function("bench-query", "tanglenas_cli.engine.bench_query", "run_bench_query")
+    from tanglenas_cli.engine.bench_query import run_bench_query
+
     print_result(run_bench_query(arch, benchmark=benchmark, space=space, dataset=dataset), as_json)
 
 
@@ -717,12 +615,12 @@ def correlate(
     """
     if benchmark is None:
         raise UserError("correlate needs --benchmark FILE (the tabular benchmark of the run's space)")
-    _require_path(benchmark, "benchmark file")
-    cfg = load_config(_require_dir(run_dir, "run directory"))
-    check_space_available(cfg.space)
+    _require(benchmark, "benchmark file")
+    load_config(_require(run_dir, "run directory", "is_dir"))  # a bad config fails here, in one line
     if dataset is not None:
-        check_name("dataset", dataset, DATASETS)
-    run_correlate = _engine_function("correlate", "tanglenas_cli.engine.correlate", "run_correlate")
+        dataset_entry(dataset)
+    from tanglenas_cli.engine.correlate import run_correlate
+
     result = run_correlate(run_dir, benchmark, samples=samples, batches=batches, seed=seed, top_k=top_k,
                            dataset=dataset)  # fmt: skip
     print_result(result, as_json)
@@ -731,11 +629,14 @@ def correlate(
 @app.command("profile")
 def profile_command(
     space: Annotated[
-        str, typer.Option("--space", metavar="SPACE", help=f"Search space, one of: {', '.join(SPACES)}.")
+        str,
+        typer.Option("--space", metavar="SPACE", help=f"Search space, one of: {', '.join(list_spaces())}."),
     ],
     optimizer: Annotated[
         str,
-        typer.Option("--opt", "--optimizer", help=f"One-shot optimizer, one of: {', '.join(OPTIMIZERS)}."),
+        typer.Option(
+            "--opt", "--optimizer", help=f"One-shot optimizer, one of: {', '.join(list_optimizers())}."
+        ),
     ] = "drnas",
     batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", min=1, help="Batch size.")] = 64,
     steps: Annotated[int, typer.Option("--steps", metavar="N", min=1, help="Measured steps (median).")] = 10,
@@ -755,16 +656,16 @@ def profile_command(
     ] = False,
 ) -> None:
     """Step time and peak memory: WE supernet, WS supernet and the largest subnet, each in its own process."""
-    check_name("space", space, SPACES)
-    check_name("optimizer", optimizer, OPTIMIZERS)
-    check_space_available(space)
+    check_space(space)
+    optimizer_entry(optimizer)
     options = {}
     for text in overrides or ():
         parts, value = parse_override(text)
         if len(parts) != 2 or parts[0] != "space_options":
             raise UserError(f"profile takes only --set space_options.KEY=VALUE, not {text!r}")
         options[parts[1]] = value
-    run_profile = _engine_function("profile", "tanglenas_cli.engine.profile", "run_profile")
+    from tanglenas_cli.engine.profile import run_profile
+
     result = run_profile(
         space,
         optimizer,
@@ -805,7 +706,8 @@ def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Versions, devices, Accelerate config, data and benchmark files found: paste it into a bug report."""
-    run_doctor = _engine_function("doctor", "tanglenas_cli.engine.doctor", "run_doctor")
+    from tanglenas_cli.engine.doctor import run_doctor
+
     report = run_doctor(data_root)
     if as_json:
         print_result(report, as_json=True)

@@ -6,12 +6,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from tanglenas_cli.errors import UserError
-from tanglenas_cli.names import DATASETS, OPTIMIZERS, SPACES, unknown_name_message
+from tanglenas_cli.data.registry import list_datasets
+from tanglenas_cli.errors import UserError, unknown_name_message
+from tanglenas_cli.nas.optimizers import list_optimizers, optimizer_entry
 from tanglenas_cli.paths import default_data_root
 from tanglenas_cli.presets import load_preset
+from tanglenas_cli.spaces import list_spaces
 from tanglenas_cli.validation import invalid_error, one_line, unknown_name_error
 from tanglenas_cli.yamlio import parse_yaml_value, read_yaml_mapping, write_yaml_atomic
 
@@ -107,12 +118,6 @@ class LoggingConfig(_Section):
     progress: StrictBool = True
 
 
-def _check_known(kind: str, value: str, allowed: Sequence[str]) -> str:
-    if value not in allowed:
-        raise unknown_name_error(unknown_name_message(kind, value, allowed))
-    return value
-
-
 class RunConfig(_Section):
     """Everything one search (or training) run needs; written to `config.yaml` in the run directory."""
 
@@ -170,24 +175,20 @@ class RunConfig(_Section):
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
-    @field_validator("space")
+    @field_validator("space", "optimizer", "dataset")
     @classmethod
-    def _known_space(cls, value: str) -> str:
-        return _check_known("space", value, SPACES)
-
-    @field_validator("optimizer")
-    @classmethod
-    def _known_optimizer(cls, value: str) -> str:
-        return _check_known("optimizer", value, OPTIMIZERS)
-
-    @field_validator("dataset")
-    @classmethod
-    def _known_dataset(cls, value: str) -> str:
-        return _check_known("dataset", value, DATASETS)
+    def _known_name(cls, value: str, info: ValidationInfo) -> str:
+        """A name of the registry of its kind (the registries' one "unknown ..." line otherwise)."""
+        allowed = {"space": list_spaces, "optimizer": list_optimizers, "dataset": list_datasets}[
+            info.field_name
+        ]()
+        if value not in allowed:
+            raise unknown_name_error(unknown_name_message(info.field_name, value, allowed))
+        return value
 
     @model_validator(mode="after")
     def _strategy_fits(self) -> "RunConfig":
-        if self.search_strategy == "simultaneous" and self.optimizer == "darts_v2":
+        if self.search_strategy == "simultaneous" and optimizer_entry(self.optimizer).second_order:
             raise invalid_error(
                 "search_strategy=simultaneous takes first-order arch steps on the training batch;"
                 " darts_v2 (second order) needs search_strategy=alternating (or use darts_v1)"
@@ -386,19 +387,3 @@ def resolve_out_dir(cfg: RunConfig) -> Path:
         return cfg.out_dir.expanduser()
     mode = "we" if cfg.entangle else "ws"
     return Path.cwd() / "runs" / f"{cfg.space}-{cfg.optimizer}-{mode}-{cfg.dataset}-s{cfg.seed}"
-
-
-def available_spaces() -> list[str]:
-    """Return the names of the search spaces that are implemented (registered), sorted."""
-    from tanglenas_cli.spaces import SPACE_REGISTRY
-
-    return sorted(SPACE_REGISTRY)
-
-
-def check_space_available(space: str) -> None:
-    """Raise UserError if the known space `space` has no implementation yet."""
-    available = available_spaces()
-    if space not in available:
-        raise UserError(
-            f"space '{space}' is not available yet (available now: {', '.join(available) or 'none'})"
-        )

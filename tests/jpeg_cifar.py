@@ -6,8 +6,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from support import SHARED_DATA
 
-CIFAR_JPG_TAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg.tar.gz"
+CIFAR_JPG_TAR = SHARED_DATA / "cifar10-jpg.tar.gz"
 
 
 def extract_jpeg_cifar(destination: Path, per_class: int, test_name: str = "test") -> Path:

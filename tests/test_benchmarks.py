@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import TOY_BENCHMARKS
 
 from tanglenas_cli.benchmarks import (
     KNOWN_TOY_BENCHMARKS,
@@ -23,11 +24,13 @@ from tanglenas_cli.benchmarks import (
     default_benchmark_path,
     load_benchmark,
 )
+from tanglenas_cli.benchmarks.nb201_keys import NB201_BENCHMARK
 from tanglenas_cli.benchmarks.prepare import prepare_toy_benchmarks
 from tanglenas_cli.benchmarks.safe_pickle import load_pickle
+from tanglenas_cli.benchmarks.toy_keys import TOY_CELL_BENCHMARK, TOY_CONV_MACRO_BENCHMARK
 from tanglenas_cli.errors import UserError
 
-TOY_DIR = Path(__file__).parents[1].parent / "shared" / "data" / "toy_benchmarks"
+TOY_DIR = TOY_BENCHMARKS
 CELL_FILE = TOY_DIR / "entangled_cell_ss_benchmark.pkl"
 MACRO_FILE = TOY_DIR / "conv_macro_bench.pkl"
 
@@ -61,7 +64,7 @@ def macro_bench() -> TabularBenchmark:
 
 def test_toy_cell_size_best_and_rank(cell_bench: TabularBenchmark) -> None:
     assert len(cell_bench) == 4096
-    assert cell_bench.name == "toy_cell"
+    assert cell_bench.name == TOY_CELL_BENCHMARK
     key, row = cell_bench.best()
     assert key == BEST_CELL_KEY
     assert row["test_acc"] == pytest.approx(91.63)
@@ -100,7 +103,7 @@ def test_toy_cell_uniform_architectures(cell_bench: TabularBenchmark) -> None:
 
 def test_conv_macro_size_best_and_worst(macro_bench: TabularBenchmark) -> None:
     assert len(macro_bench) == 6561
-    assert macro_bench.name == "toy_conv_macro"
+    assert macro_bench.name == TOY_CONV_MACRO_BENCHMARK
     assert macro_bench.metrics() == ["test_acc", "train_acc"]
     row = macro_bench.query(BEST_MACRO_KEY)
     assert row["test_acc"] == pytest.approx(84.41)
@@ -131,9 +134,9 @@ def test_missing_key_and_metric(cell_bench: TabularBenchmark, macro_bench: Tabul
     with pytest.raises(UserError, match="is not in benchmark") as info:
         cell_bench.query("Genotype(normal=[])")
     assert "\n" not in str(info.value)
-    with pytest.raises(UserError, match="toy_conv_macro"):
+    with pytest.raises(UserError, match="looks like a toy conv-macro architecture"):
         cell_bench.query(BEST_MACRO_KEY)
-    with pytest.raises(UserError, match="toy_cell"):
+    with pytest.raises(UserError, match="looks like a toy cell architecture"):
         macro_bench.query(BEST_CELL_KEY)
     with pytest.raises(UserError, match="did you mean"):
         macro_bench.query("[[32,64,128,128],[3,7,5,7]]")
@@ -197,12 +200,12 @@ def test_toy_loader_validates_shape(tmp_path: Path, payload: object, message: st
 
 
 def test_default_benchmark_path(tmp_path: Path) -> None:
-    assert default_benchmark_path("toy_cell", tmp_path) is None
-    assert default_benchmark_path("nb201", tmp_path) is None
+    assert default_benchmark_path(TOY_CELL_BENCHMARK, tmp_path) is None
+    assert default_benchmark_path(NB201_BENCHMARK, tmp_path) is None
     (tmp_path / "benchmarks").mkdir()
-    target = tmp_path / "benchmarks" / KNOWN_TOY_BENCHMARKS["toy_conv_macro"]
+    target = tmp_path / "benchmarks" / KNOWN_TOY_BENCHMARKS[TOY_CONV_MACRO_BENCHMARK]
     target.write_bytes(b"")
-    assert default_benchmark_path("toy_conv_macro", tmp_path) == target
+    assert default_benchmark_path(TOY_CONV_MACRO_BENCHMARK, tmp_path) == target
 
 
 def test_benchmarks_package_does_not_import_torch() -> None:
@@ -334,8 +337,8 @@ def test_prepare_from_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert "\n" not in summary and "4,096" in summary and "6,561" in summary
     prepared = sorted(path.name for path in (data_root / "benchmarks").iterdir())
     assert prepared == sorted(KNOWN_TOY_BENCHMARKS.values())
-    for space, size in (("toy_cell", 4096), ("toy_conv_macro", 6561)):
-        path = default_benchmark_path(space, data_root)
+    for benchmark, size in ((TOY_CELL_BENCHMARK, 4096), (TOY_CONV_MACRO_BENCHMARK, 6561)):
+        path = default_benchmark_path(benchmark, data_root)
         assert path is not None
         assert len(load_benchmark(path)) == size
 

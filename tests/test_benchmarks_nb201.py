@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import subprocess
@@ -11,16 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
+from support import SHARED_DATA, invoke, one_line_error
 
 from tanglenas_cli.benchmarks import NB201Benchmark, default_benchmark_path, load_benchmark
-from tanglenas_cli.benchmarks.nb201_keys import NB201_COLUMNS, check_key, nb201_space_of_key
+from tanglenas_cli.benchmarks.nb201_keys import (
+    NATS_SSS_BENCHMARK,
+    NB201_BENCHMARK,
+    NB201_COLUMNS,
+    check_key,
+    nb201_benchmark_of_key,
+)
 from tanglenas_cli.benchmarks.prepare import prepare_nb201_benchmark
-from tanglenas_cli.cli import app
 from tanglenas_cli.engine.bench_query import resolve_target, run_bench_query
 from tanglenas_cli.errors import UserError
+from tanglenas_cli.spaces.nb201 import NB201Space
 
-SHARED = Path(__file__).parents[1].parent / "shared" / "data"
+SHARED = SHARED_DATA
 NB201_CSV = SHARED / "nb201" / "nats_bench_200ep_test.csv"
 NATS_TSS = SHARED / "nats_fake" / "NATS-tss-v1_0-3ffb9-simple"
 NATS_SSS = SHARED / "nats_fake" / "NATS-sss-v1_0-50262-simple"
@@ -38,8 +45,6 @@ IMAGENET_BEST = (
 TSS_11 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|none~0|nor_conv_3x3~1|avg_pool_3x3~2|"
 SSS_KEYS = ["8:8:8:8:8", "8:8:8:16:32", "8:8:40:32:40"]
 
-runner = CliRunner()
-
 
 def _need(path: Path) -> Path:
     if not path.exists():
@@ -51,19 +56,6 @@ def _need_nats_bench() -> Any:
     return pytest.importorskip(
         "nats_bench", reason="nats_bench not installed (pip install 'tanglenas[nb201]')"
     )
-
-
-def invoke(*args: object) -> Any:
-    return runner.invoke(app, [str(arg) for arg in args])
-
-
-def one_line_error(result: Any, *fragments: str) -> str:
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    for fragment in fragments:
-        assert fragment in lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +85,7 @@ def test_shared_csv_loads(nb201: NB201Benchmark, record_property: Any) -> None:
     load_benchmark(NB201_CSV)
     record_property("nb201_csv_load_seconds", round(time.perf_counter() - started, 3))
     assert len(nb201) == 15_625
-    assert nb201.name == "nb201"
+    assert nb201.name == NB201_BENCHMARK
     assert nb201.datasets == ("cifar10", "cifar100", "imagenet16-120")
     assert nb201.metrics() == ["cifar10_test", "cifar100_test", "imagenet16-120_test"]
     maxima = [nb201.optimum(dataset)[1] for dataset in nb201.datasets]
@@ -147,9 +139,9 @@ def test_malformed_strings(nb201: NB201Benchmark, key: str, fragment: str) -> No
 def test_unknown_string(tmp_path: Path, nb201: NB201Benchmark) -> None:
     rows = {key: nb201.query(key) for key in (ARCH, *CIFAR10_BEST)}
     small = load_benchmark(_write_compact(tmp_path / "small.csv", rows, ("cifar10_test", "cifar100_test")))
-    assert len(small) == 3 and small.name == "nb201"
+    assert len(small) == 3 and small.name == NB201_BENCHMARK
     with pytest.raises(
-        UserError, match="well-formed nb201 string, but this table holds only 3 of 15,625"
+        UserError, match="well-formed NAS-Bench-201 string, but this table holds only 3 of 15,625"
     ) as info:
         small.query(IMAGENET_BEST)
     assert "\n" not in str(info.value)
@@ -157,13 +149,13 @@ def test_unknown_string(tmp_path: Path, nb201: NB201Benchmark) -> None:
 
 
 def test_key_helpers() -> None:
-    assert nb201_space_of_key(ARCH) == "nb201"
-    assert nb201_space_of_key("8:16:32:64:64") == "nats_sss"
-    assert nb201_space_of_key("[[8, 16], [3, 3]]") is None
-    assert check_key("nats_sss", " 8:16:32:64:64 ") == "8:16:32:64:64"
+    assert nb201_benchmark_of_key(ARCH) == NB201_BENCHMARK
+    assert nb201_benchmark_of_key("8:16:32:64:64") == NATS_SSS_BENCHMARK
+    assert nb201_benchmark_of_key("[[8, 16], [3, 3]]") is None
+    assert check_key(NATS_SSS_BENCHMARK, " 8:16:32:64:64 ") == "8:16:32:64:64"
     for bad in ("8:16:32:64", "8:16:32:64:65", "8:16:32:64:064", "a:b:c:d:e"):
         with pytest.raises(UserError, match="expected the NATS size form c1:c2:c3:c4:c5"):
-            check_key("nats_sss", bad)
+            check_key(NATS_SSS_BENCHMARK, bad)
 
 
 def test_loading_csv_imports_nothing_heavy() -> None:
@@ -265,13 +257,8 @@ def test_cli_bench_query_errors() -> None:
     )
 
 
-class _FakeNB201Space:
-    """Stands in for the nb201 space (another module): its benchmark key is the stored string."""
-
-    name = "nb201"
-
-    def __init__(self, data: object, options: object) -> None:
-        pass
+class _FakeNB201Space(NB201Space):
+    """The nb201 space, but its benchmark key is the stored string (the arch.yaml holds only that)."""
 
     def benchmark_key(self, arch: dict[str, Any]) -> str:
         return arch["arch_str"]
@@ -289,9 +276,10 @@ def _run_dir(path: Path, dataset: str | None, with_config: str | None = None) ->
 
 
 def test_run_directory_picks_its_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tanglenas_cli.spaces import SPACE_REGISTRY
+    import tanglenas_cli.spaces as spaces
 
-    monkeypatch.setitem(SPACE_REGISTRY, "nb201", _FakeNB201Space)
+    monkeypatch.setattr(spaces, "_SPACES", copy.copy(spaces._SPACES))
+    monkeypatch.setattr(spaces._SPACES, "_entries", {**spaces._SPACES._entries, "nb201": _FakeNB201Space})
     run = _run_dir(tmp_path / "run", "cifar100")
     assert resolve_target(run) == ("nb201", ARCH, "cifar100")
     report = run_bench_query(run, _need(NB201_CSV))
@@ -321,16 +309,16 @@ def test_benchmark_lookup(nb201: NB201Benchmark) -> None:
 
 def test_prepare_from_shared_csv(tmp_path: Path, nb201: NB201Benchmark) -> None:
     data_root = tmp_path / "data"
-    assert default_benchmark_path("nb201", data_root) is None
+    assert default_benchmark_path(NB201_BENCHMARK, data_root) is None
     result = invoke("prepare-data", "nb201-bench", "--from", NB201_CSV, "--data-root", data_root)
     assert result.exit_code == 0, result.output
     assert "15,625 architectures" in result.stdout
-    target = default_benchmark_path("nb201", data_root)
+    target = default_benchmark_path(NB201_BENCHMARK, data_root)
     assert target == data_root / "benchmarks" / "nb201.csv"
     assert [path.name for path in target.parent.iterdir()] == ["nb201.csv"]
     assert target.read_text().splitlines()[0] == "arch,cifar10_test,cifar100_test,imagenet16-120_test"
     prepared = load_benchmark(target)
-    assert prepared.name == "nb201" and prepared.entries == nb201.entries
+    assert prepared.name == NB201_BENCHMARK and prepared.entries == nb201.entries
     # converting the compact table again gives the same file
     before = target.read_bytes()
     prepare_nb201_benchmark(data_root, target)
@@ -353,7 +341,7 @@ def test_prepare_needs_a_source(tmp_path: Path) -> None:
 def test_nats_tss_folder(tmp_path: Path, nb201: NB201Benchmark) -> None:
     nats_bench = _need_nats_bench()
     table = load_benchmark(_need(NATS_TSS))
-    assert isinstance(table, NB201Benchmark) and table.name == "nb201" and len(table) == 3
+    assert isinstance(table, NB201Benchmark) and table.name == NB201_BENCHMARK and len(table) == 3
     assert set(table.metrics()) == set(NB201_COLUMNS)
     row = table.query(TSS_11)
     assert row["cifar10_test"] == pytest.approx(91.5833, abs=1e-4)  # mean of 91.79, 91.76, 91.20
@@ -368,20 +356,20 @@ def test_nats_tss_folder(tmp_path: Path, nb201: NB201Benchmark) -> None:
             assert table.entries[key][column] == pytest.approx(nb201.entries[key][column], abs=1e-9)
     summary = prepare_nb201_benchmark(tmp_path, NATS_TSS)
     assert "3 architectures" in summary and "tss" in summary
-    prepared = load_benchmark(default_benchmark_path("nb201", tmp_path))
+    prepared = load_benchmark(default_benchmark_path(NB201_BENCHMARK, tmp_path))
     assert len(prepared) == 3 and prepared.entries == table.entries
 
 
 def test_nats_sss_folder(tmp_path: Path) -> None:
     _need_nats_bench()
     table = load_benchmark(_need(NATS_SSS))
-    assert table.name == "nats_sss" and sorted(table.entries) == sorted(SSS_KEYS)
+    assert table.name == NATS_SSS_BENCHMARK and sorted(table.entries) == sorted(SSS_KEYS)
     assert table.query("8:8:8:8:8")["cifar10_test"] == pytest.approx(79.79)  # hp=90
     result = invoke("prepare-data", "nb201-bench", "--from", NATS_SSS, "--data-root", tmp_path)
     assert result.exit_code == 0, result.output
-    target = default_benchmark_path("nats_sss", tmp_path)
+    target = default_benchmark_path(NATS_SSS_BENCHMARK, tmp_path)
     assert target == tmp_path / "benchmarks" / "nats_sss.csv"
-    assert default_benchmark_path("nb201", tmp_path) is None
+    assert default_benchmark_path(NB201_BENCHMARK, tmp_path) is None
     prepared = load_benchmark(target)
     assert len(prepared) == 3 and prepared.entries == table.entries
     result = invoke("bench-query", "8:8:40:32:40", "--benchmark", target, "--json")
@@ -409,7 +397,7 @@ def test_nb201_pth_file(tmp_path: Path) -> None:
         {"meta_archs": list(api.meta_archs), "arch2infos": infos, "evaluated_indexes": [0, 11, 284]}, pth
     )
     table = load_benchmark(pth)
-    assert table.name == "nb201" and len(table) == 3
+    assert table.name == NB201_BENCHMARK and len(table) == 3
     assert table.entries == load_benchmark(NATS_TSS).entries
     prepare_nb201_benchmark(tmp_path / "data", pth)
     assert len(load_benchmark(tmp_path / "data" / "benchmarks" / "nb201.csv")) == 3

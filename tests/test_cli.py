@@ -1,17 +1,16 @@
 """The `tanglenas` command line: help, one-line errors with exit code 2, wiring of flags to the config."""
 
+import importlib
 import json
 import subprocess
 import sys
-import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
+from support import invoke, one_line_error
 
-from tanglenas_cli.cli import app
 from tanglenas_cli.config import RunConfig, build_config, write_config
 from tanglenas_cli.presets import list_presets
 
@@ -49,30 +48,11 @@ OPTIONS = {
     "bench-query": ["TARGET", "--benchmark", "--space", "--dataset", "--json"],
     "presets": [],
 }
-runner = CliRunner()
-
-
-def invoke(*args: str) -> Any:
-    """Run the CLI in-process with `args`."""
-    return runner.invoke(app, [str(arg) for arg in args])
-
-
-def assert_one_line_error(result: Any, *fragments: str) -> str:
-    """Check exit code 2, no traceback and a single `error:` line on stderr holding every fragment."""
-    assert result.exit_code == 2, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    assert result.stdout == ""
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
-    return lines[0]
 
 
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[tuple[tuple, dict]]]:
-    """Return a function that installs a fake engine module and returns the list of its calls."""
+    """Return a function that replaces one engine function by a recorder and returns the list of its calls."""
 
     def install(module_name: str, function_name: str, result: Any = None) -> list[tuple[tuple, dict]]:
         calls: list[tuple[tuple, dict]] = []
@@ -81,34 +61,10 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[tuple[tuple, d
             calls.append((args, kwargs))
             return result
 
-        module = types.ModuleType(module_name)
-        setattr(module, function_name, function)
-        monkeypatch.setitem(sys.modules, module_name, module)
+        monkeypatch.setattr(importlib.import_module(module_name), function_name, function)
         return calls
 
     return install
-
-
-@pytest.fixture
-def implemented(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pretend every space is implemented."""
-    from tanglenas_cli.names import SPACES
-
-    monkeypatch.setattr("tanglenas_cli.spaces.SPACE_REGISTRY", dict.fromkeys(SPACES, object()))
-
-
-@pytest.fixture
-def no_engines(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make every engine module unimportable, as before the engine exists."""
-    for module_name in (
-        "tanglenas_cli.engine.search",
-        "tanglenas_cli.engine.derive",
-        "tanglenas_cli.engine.train",
-        "tanglenas_cli.engine.evaluate",
-        "tanglenas_cli.engine.bench_query",
-        "tanglenas_cli.engine.prepare",
-    ):
-        monkeypatch.setitem(sys.modules, module_name, None)
 
 
 def make_run_dir(path: Path, space: str = "nb201", with_arch: bool = False) -> Path:
@@ -182,43 +138,27 @@ def test_usage_errors_exit_2() -> None:
 
 
 def test_search_unknown_space() -> None:
-    assert_one_line_error(invoke("search", "--space", "nonsense"), "unknown space 'nonsense'", "toy_cell")
+    one_line_error(invoke("search", "--space", "nonsense"), "unknown space 'nonsense'", "toy_cell")
 
 
 def test_search_without_space_or_preset() -> None:
-    assert_one_line_error(invoke("search"), "--space or --preset")
+    one_line_error(invoke("search"), "--space or --preset")
 
 
 def test_search_bad_override() -> None:
-    assert_one_line_error(
-        invoke("search", "--preset", "quickstart", "--set", "epochz=3"), "'epochz'", "'epochs'"
-    )
+    one_line_error(invoke("search", "--preset", "quickstart", "--set", "epochz=3"), "'epochz'", "'epochs'")
 
 
 def test_search_wrong_type() -> None:
-    assert_one_line_error(
+    one_line_error(
         invoke("search", "--preset", "quickstart", "--set", "epochs=abc"), "'epochs'", "'abc'", "integer"
     )
 
 
 def test_search_unknown_preset() -> None:
-    assert_one_line_error(invoke("search", "--preset", "no-such-preset"), "unknown preset 'no-such-preset'")
+    one_line_error(invoke("search", "--preset", "no-such-preset"), "unknown preset 'no-such-preset'")
 
 
-def test_search_space_not_available_yet(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tanglenas_cli.spaces.SPACE_REGISTRY", {})
-    assert_one_line_error(
-        invoke("search", "--space", "nb201", "--opt", "drnas", "--dataset", "cifar10"),
-        "space 'nb201' is not available yet",
-    )
-
-
-@pytest.mark.usefixtures("implemented", "no_engines")
-def test_search_engine_not_available_yet() -> None:
-    assert_one_line_error(invoke("search", "--preset", "quickstart"), "'search' is not available yet")
-
-
-@pytest.mark.usefixtures("implemented")
 def test_search_passes_the_resolved_config(engine: Callable, tmp_path: Path) -> None:
     calls = engine("tanglenas_cli.engine.search", "run_search", {"run_dir": str(tmp_path / "run")})
     result = invoke(
@@ -253,7 +193,6 @@ def test_search_passes_the_resolved_config(engine: Callable, tmp_path: Path) -> 
     assert kwargs == {"resume": None}
 
 
-@pytest.mark.usefixtures("implemented")
 def test_search_resume_uses_the_run_config(engine: Callable, tmp_path: Path) -> None:
     calls = engine("tanglenas_cli.engine.search", "run_search")
     run_dir = make_run_dir(tmp_path / "run")
@@ -265,35 +204,27 @@ def test_search_resume_uses_the_run_config(engine: Callable, tmp_path: Path) -> 
 
 
 def test_search_resume_errors(tmp_path: Path) -> None:
-    assert_one_line_error(
-        invoke("search", "--resume", tmp_path / "gone"), "run directory to resume not found"
-    )
+    one_line_error(invoke("search", "--resume", tmp_path / "gone"), "run directory to resume not found")
     run_dir = make_run_dir(tmp_path / "run")
-    assert_one_line_error(invoke("search", "--resume", run_dir, "--preset", "quickstart"), "drop --preset")
-    assert_one_line_error(invoke("search", "--resume", run_dir, "--out", tmp_path / "other"), "differs from")
+    one_line_error(invoke("search", "--resume", run_dir, "--preset", "quickstart"), "drop --preset")
+    one_line_error(invoke("search", "--resume", run_dir, "--out", tmp_path / "other"), "differs from")
 
 
-@pytest.mark.usefixtures("implemented")
 def test_search_missing_benchmark_file(tmp_path: Path) -> None:
     result = invoke("search", "--preset", "quickstart", "--benchmark", tmp_path / "missing.pkl")
-    assert_one_line_error(result, "benchmark file not found", "missing.pkl")
+    one_line_error(result, "benchmark file not found", "missing.pkl")
 
 
 # ---------------------------------------------------------------------------------------------------
 # derive, train, eval, bench-query, prepare-data
 
 
-def test_derive_checks_its_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert_one_line_error(invoke("derive", tmp_path / "gone"), "run directory not found", "gone")
+def test_derive_checks_its_inputs(tmp_path: Path) -> None:
+    one_line_error(invoke("derive", tmp_path / "gone"), "run directory not found", "gone")
     (tmp_path / "empty").mkdir()
-    assert_one_line_error(invoke("derive", tmp_path / "empty"), "config file not found")
-    monkeypatch.setattr("tanglenas_cli.spaces.SPACE_REGISTRY", {})
-    assert_one_line_error(
-        invoke("derive", make_run_dir(tmp_path / "run")), "space 'nb201' is not available yet"
-    )
+    one_line_error(invoke("derive", tmp_path / "empty"), "config file not found")
 
 
-@pytest.mark.usefixtures("implemented")
 def test_derive_calls_the_engine(engine: Callable, tmp_path: Path) -> None:
     calls = engine("tanglenas_cli.engine.derive", "run_derive", tmp_path / "run" / "arch.yaml")
     result = invoke("derive", make_run_dir(tmp_path / "run"))
@@ -303,14 +234,13 @@ def test_derive_calls_the_engine(engine: Callable, tmp_path: Path) -> None:
 
 
 def test_train_checks_its_inputs(tmp_path: Path) -> None:
-    assert_one_line_error(invoke("train", tmp_path / "arch.yaml"), "architecture file not found")
+    one_line_error(invoke("train", tmp_path / "arch.yaml"), "architecture file not found")
     run_dir = make_run_dir(tmp_path / "run")
-    assert_one_line_error(invoke("train", run_dir), "architecture file not found", "arch.yaml")
+    one_line_error(invoke("train", run_dir), "architecture file not found", "arch.yaml")
     (tmp_path / "lone.yaml").write_text("edges: []\n")
-    assert_one_line_error(invoke("train", tmp_path / "lone.yaml"), "--space or --preset")
+    one_line_error(invoke("train", tmp_path / "lone.yaml"), "--space or --preset")
 
 
-@pytest.mark.usefixtures("implemented")
 def test_train_takes_space_and_dataset_from_the_search_run(engine: Callable, tmp_path: Path) -> None:
     calls = engine("tanglenas_cli.engine.train", "run_train")
     run_dir = make_run_dir(tmp_path / "run", with_arch=True)
@@ -323,13 +253,11 @@ def test_train_takes_space_and_dataset_from_the_search_run(engine: Callable, tmp
     assert cfg.space_options == {} and cfg.out_dir is None  # search-only settings are not inherited
 
 
-@pytest.mark.usefixtures("no_engines")
 def test_eval_checks_its_inputs(tmp_path: Path) -> None:
-    assert_one_line_error(invoke("eval", tmp_path / "model.pt"), "checkpoint not found", "model.pt")
+    one_line_error(invoke("eval", tmp_path / "model.pt"), "checkpoint not found", "model.pt")
     (tmp_path / "model.pt").write_bytes(b"")
-    assert_one_line_error(invoke("eval", tmp_path / "model.pt", "--split", "train"), "unknown split 'train'")
-    assert_one_line_error(invoke("eval", tmp_path / "model.pt", "--batch-size", "0"), "--batch-size")
-    assert_one_line_error(invoke("eval", tmp_path / "model.pt"), "'eval' is not available yet")
+    one_line_error(invoke("eval", tmp_path / "model.pt", "--split", "train"), "unknown split 'train'")
+    one_line_error(invoke("eval", tmp_path / "model.pt", "--batch-size", "0"), "--batch-size")
 
 
 def test_eval_prints_json(engine: Callable, tmp_path: Path) -> None:
@@ -341,20 +269,16 @@ def test_eval_prints_json(engine: Callable, tmp_path: Path) -> None:
     assert calls[0][1] == {"split": "valid", "data_root": None, "batch_size": None, "image_size": None}
 
 
-@pytest.mark.usefixtures("no_engines")
 def test_bench_query_checks_its_inputs(tmp_path: Path) -> None:
-    assert_one_line_error(invoke("bench-query", "|skip_connect~0|"), "needs --benchmark")
+    one_line_error(invoke("bench-query", "|skip_connect~0|"), "needs --benchmark")
     missing = tmp_path / "bench.pkl"
-    assert_one_line_error(invoke("bench-query", "x", "--benchmark", missing), "benchmark file not found")
+    one_line_error(invoke("bench-query", "x", "--benchmark", missing), "benchmark file not found")
     missing.write_bytes(b"")
-    assert_one_line_error(
+    one_line_error(
         invoke("bench-query", "x", "--benchmark", missing, "--space", "nb2O1"), "unknown space 'nb2O1'"
     )
-    assert_one_line_error(
+    one_line_error(
         invoke("bench-query", tmp_path / "arch.yaml", "--benchmark", missing), "architecture file not found"
-    )
-    assert_one_line_error(
-        invoke("bench-query", "x", "--benchmark", missing), "'bench-query' is not available yet"
     )
 
 
@@ -372,17 +296,15 @@ def test_bench_query_passes_strings_and_paths(engine: Callable, tmp_path: Path) 
     assert calls[1][0] == (run_dir,)
 
 
-@pytest.mark.usefixtures("no_engines")
 def test_prepare_data_checks_its_inputs(tmp_path: Path) -> None:
-    assert_one_line_error(invoke("prepare-data", "mnist"), "unknown dataset 'mnist'", "fashion_mnist")
-    assert_one_line_error(invoke("prepare-data", "cifar10", "--from", tmp_path / "gone.tar"), "gone.tar")
-    assert_one_line_error(invoke("prepare-data", "cifar10"), "'prepare-data' is not available yet")
+    one_line_error(invoke("prepare-data", "mnist"), "unknown dataset 'mnist'", "fashion_mnist")
+    one_line_error(invoke("prepare-data", "cifar10", "--from", tmp_path / "gone.tar"), "gone.tar")
 
 
 def test_prepare_data_calls_the_engine(
     engine: Callable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = engine("tanglenas_cli.engine.prepare", "run_prepare")
+    calls = engine("tanglenas_cli.cli", "prepare_dataset")
     monkeypatch.setenv("TANGLENAS_DATA_ROOT", str(tmp_path / "data"))
     assert invoke("prepare-data", "digits").exit_code == 0
     assert calls == [(("digits",), {"data_root": tmp_path / "data", "source": None})]

@@ -8,19 +8,18 @@ import pytest
 import tanglenas_cli
 from tanglenas_cli.config import (
     RunConfig,
-    available_spaces,
     build_config,
-    check_space_available,
     load_config,
     resolve_data_root,
     resolve_out_dir,
     validate_config,
     write_config,
 )
+from tanglenas_cli.data.registry import list_datasets
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.names import DATASETS, OPTIMIZERS, SPACES
+from tanglenas_cli.nas.optimizers import list_optimizers
 from tanglenas_cli.presets import list_presets, load_preset, presets_dir
-from tanglenas_cli.spaces import register_space
+from tanglenas_cli.spaces import list_spaces
 
 PRESET_FILES = sorted(presets_dir().glob("*.yaml"))
 PRESET_NAMES = [path.stem for path in PRESET_FILES]
@@ -67,9 +66,9 @@ def test_defaults_match_the_paper_settings() -> None:
 
 
 def test_vocabularies() -> None:
-    assert "nb201" in SPACES and "toy_cell" in SPACES
-    assert set(OPTIMIZERS) == {"darts_v1", "darts_v2", "drnas", "gdas", "spos", "discrete"}
-    assert "imagenet16-120" in DATASETS
+    assert "nb201" in list_spaces() and "toy_cell" in list_spaces()
+    assert set(list_optimizers()) == {"darts_v1", "darts_v2", "drnas", "gdas", "spos", "discrete"}
+    assert "imagenet16-120" in list_datasets()
 
 
 @pytest.mark.parametrize(
@@ -82,7 +81,7 @@ def test_vocabularies() -> None:
 )
 def test_unknown_name_lists_the_allowed_ones(kind: str, flags: dict[str, str]) -> None:
     message = error_of(flags=flags)
-    allowed = {"space": SPACES, "optimizer": OPTIMIZERS, "dataset": DATASETS}[kind]
+    allowed = {"space": list_spaces(), "optimizer": list_optimizers(), "dataset": list_datasets()}[kind]
     assert message.startswith(f"unknown {kind} 'nonsense'; choose one of: {', '.join(allowed)}")
 
 
@@ -385,20 +384,3 @@ def test_resolve_out_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     assert resolve_out_dir(cfg) == tmp_path / "runs" / "nb201-drnas-ws-cifar10-s9002"
     assert resolve_out_dir(build_config(preset="quickstart")).name == "toy_cell-drnas-we-digits-s9001"
     assert resolve_out_dir(cfg.model_copy(update={"out_dir": tmp_path / "mine"})) == tmp_path / "mine"
-
-
-def test_space_availability_reads_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tanglenas_cli.spaces.SPACE_REGISTRY", {})
-    with pytest.raises(UserError, match=r"^space 'nb201' is not available yet \(available now: none\)$"):
-        check_space_available("nb201")
-
-    import tanglenas_cli.spaces as spaces
-
-    marker = object()
-    assert register_space("toy_cell")(marker) is marker
-    registry = spaces.SPACE_REGISTRY
-    assert registry == {"toy_cell": marker}
-    assert available_spaces() == ["toy_cell"]
-    check_space_available("toy_cell")
-    with pytest.raises(UserError, match=r"available now: toy_cell\)"):
-        check_space_available("nb201")

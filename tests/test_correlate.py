@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import pickle
@@ -13,15 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 from scipy.stats import kendalltau, spearmanr
-from typer.testing import CliRunner
+from support import invoke, synthetic_benchmark
 
 from tanglenas_cli.benchmarks import KNOWN_TOY_BENCHMARKS
-from tanglenas_cli.cli import app
 from tanglenas_cli.engine.correlate import _genomes, rank_agreement
-from tanglenas_cli.engine.posthoc import PickedChoice
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.spaces import SPACE_REGISTRY
-from tanglenas_cli.spaces.base import DataShape, choices_by_name
+from tanglenas_cli.spaces import space_class
 
 COMMON = ["--dataset", "digits", "--set", "dataset_options.size=12", "--set", "epochs=1",
           "--set", "batch_size=32", "--set", "train_subset=128", "--set", "logging.progress=false",
@@ -32,10 +28,6 @@ SPACES = {
     "nb201": ["--set", "space_options.C=4", "--set", "space_options.N=1"],
     "nats_sss": [],
 }
-
-
-def invoke(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def one_line(result) -> str:
@@ -79,27 +71,6 @@ def test_small_spaces_are_enumerated_whole():
     draws = iter([(0, 0), (0, 0), (1, 2)])
     assert _genomes([2, 3], 6, lambda: next(draws)) == list(itertools.product(range(2), range(3)))
     assert _genomes([2, 3], 2, lambda: next(draws)) == [(0, 0), (1, 2)]  # distinct draws
-
-
-def synthetic_benchmark(space_name: str, options: dict, folder: Path) -> Path:
-    """A benchmark holding every architecture of the space, with a random test accuracy each."""
-    space = SPACE_REGISTRY[space_name](DataShape(10, (1, 12, 12)), options)
-    choices = choices_by_name(space.build_supernet(entangle=True))
-    rng = random.Random(0)
-    keys = []
-    for genome in itertools.product(*(range(len(c)) for c in choices.values())):
-        picked = {n: PickedChoice(c.candidates[i]) for (n, c), i in zip(choices.items(), genome, strict=True)}
-        keys.append(space.benchmark_key(space.derive(picked)))  # type: ignore[arg-type]
-    if space_name in KNOWN_TOY_BENCHMARKS:
-        path = folder / KNOWN_TOY_BENCHMARKS[space_name]
-        path.write_bytes(pickle.dumps({k: {"test_acc": rng.uniform(80, 95)} for k in keys}))
-        return path
-    path = folder / f"{space_name}.csv"
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["arch", "cifar10_test"])
-        writer.writerows([key, round(rng.uniform(80, 95), 3)] for key in keys)
-    return path
 
 
 def _options(space: str) -> dict:
@@ -147,7 +118,7 @@ def test_correlate_refusals(tmp_path: Path):
     cell_benchmark = synthetic_benchmark("toy_cell", {"C": 4}, tmp_path)
     assert "--benchmark" in one_line(invoke("correlate", run))
     assert "not found" in one_line(invoke("correlate", run, "--benchmark", tmp_path / "missing.pkl"))
-    macro = tmp_path / KNOWN_TOY_BENCHMARKS["toy_conv_macro"]
+    macro = tmp_path / KNOWN_TOY_BENCHMARKS[space_class("toy_conv_macro").benchmark]
     macro.write_bytes(pickle.dumps({"[[1, 1, 1, 1], [3, 3, 3, 3]]": {"test_acc": 90.0}}))
     assert "not 'toy_cell'" in one_line(invoke("correlate", run, "--benchmark", macro))
     no_benchmark = tmp_path / "darts-run"

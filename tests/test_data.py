@@ -13,23 +13,18 @@ from urllib.error import URLError
 import numpy as np
 import pytest
 import torch
-from jpeg_cifar import extract_jpeg_cifar
 from PIL import Image
 from torchvision.datasets import FashionMNIST
 
-from tanglenas_cli.data import (
-    DATASET_NAMES,
-    Cutout,
-    DatasetInfo,
-    InMemoryDataset,
-    build_datasets,
-    default_data_root,
-    run_prepare,
-    search_splits,
-)
+from tanglenas_cli.data.cutout import Cutout
+from tanglenas_cli.data.info import DatasetInfo
+from tanglenas_cli.data.memory import InMemoryDataset
+from tanglenas_cli.data.paths import default_data_root
+from tanglenas_cli.data.registry import build_datasets, list_datasets
+from tanglenas_cli.data.registry import prepare_dataset as run_prepare
+from tanglenas_cli.data.splits import search_splits
 from tanglenas_cli.errors import UserError
 
-SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 IDX_NAMES = (
     "train-images-idx3-ubyte",
@@ -347,12 +342,6 @@ def test_cutout_zeroes_a_clipped_square():
 # image folders
 
 
-@pytest.fixture(scope="module")
-def cifar_jpg_subset(tmp_path_factory) -> Path:
-    """PER_CLASS images per class and split of the shared JPEG CIFAR-10, in a temporary folder."""
-    return extract_jpeg_cifar(tmp_path_factory.mktemp("cifar10jpg"), PER_CLASS)
-
-
 def test_imagefolder_from_shared_jpeg_cifar(cifar_jpg_subset, tmp_path):
     train, test, info = build_datasets("imagefolder", tmp_path, {"path": str(cifar_jpg_subset)})
     assert info.num_classes == 10 and info.input_shape == (3, 32, 32)
@@ -438,7 +427,7 @@ def test_imagefolder_missing_layout(tmp_path):
 def test_unknown_datasets(tmp_path):
     with pytest.raises(UserError) as caught:
         build_datasets("mnist", tmp_path)
-    assert "'mnist'" in str(caught.value) and all(name in str(caught.value) for name in DATASET_NAMES)
+    assert "'mnist'" in str(caught.value) and all(name in str(caught.value) for name in list_datasets())
     with pytest.raises(UserError, match="unknown dataset 'mnist'"):
         run_prepare("mnist", tmp_path)
 

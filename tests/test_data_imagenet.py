@@ -11,8 +11,9 @@ import torch
 from jpeg_cifar import extract_jpeg_cifar
 from torchvision import transforms
 
-from tanglenas_cli.data import build_datasets, run_prepare
 from tanglenas_cli.data.imagenet import BatchResolutions, batch_transform_of, resolution_list
+from tanglenas_cli.data.registry import build_datasets
+from tanglenas_cli.data.registry import prepare_dataset as run_prepare
 from tanglenas_cli.engine.loaders import CyclingLoader, WeightBatches, epoch_loader
 from tanglenas_cli.errors import UserError
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tanglenas_cli.data import build_datasets, run_prepare
+from tanglenas_cli.data.registry import build_datasets
+from tanglenas_cli.data.registry import prepare_dataset as run_prepare
 from tanglenas_cli.errors import UserError
 
 

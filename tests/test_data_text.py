@@ -9,20 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
+from support import SHAKESPEARE, invoke
 
-from tanglenas_cli.cli import app
 from tanglenas_cli.data.text import make_tokenizer
 from tanglenas_cli.data.tokens import TokenBlocks
 
-SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "text" / "tinyshakespeare.txt"
 RANKS = Path(
     os.environ.get("TANGLENAS_GPT2_RANKS", Path.home() / ".cache" / "tanglenas-test" / "gpt2.tiktoken")
 )
-
-
-def invoke(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture

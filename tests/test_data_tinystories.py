@@ -10,10 +10,9 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
+from support import invoke
 
-from tanglenas_cli.cli import app
-from tanglenas_cli.data import build_datasets
+from tanglenas_cli.data.registry import build_datasets
 from tanglenas_cli.data.text import make_tokenizer
 from tanglenas_cli.data.tinystories import encode_stories, prepare_tinystories
 
@@ -23,10 +22,6 @@ RANKS = Path(
 EOT = 256  # end of text of the bytes tokenizer
 TRAIN_STORIES = ["Once upon a time, a cat sat.", "Tom had a red ball.\nHe liked it.", "The sun was hot."]
 VAL_STORIES = ["Lily ran home.", "A dog barked."]
-
-
-def invoke(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def prepare(*args: object):

@@ -14,20 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from typer.testing import CliRunner
+from support import TOY_BENCHMARKS, invoke
 
-from tanglenas_cli.cli import app
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "toy_benchmarks"
+BENCHMARKS = TOY_BENCHMARKS
 TINY = [
     "--space", "toy_cell", "--dataset", "digits",
     "--set", "dataset_options.size=12", "--set", "space_options.C=4",
     "--set", "epochs=2", "--set", "batch_size=128", "--set", "logging.progress=false",
 ]  # fmt: skip
-
-
-def invoke(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def lines(text: str) -> list[str]:
@@ -54,6 +48,10 @@ def test_search_writes_the_run_directory(searched: Path):
     assert len(trajectory) == 2
     for probabilities in trajectory[-1]["probabilities"].values():
         assert abs(sum(probabilities.values()) - 1) < 1e-4
+    state = torch.load(searched / "checkpoint.pt", weights_only=True)  # every stateful part, by its key
+    parts = {"model", "weight_optimizer", "arch_optimizer", "sampler", "weight_stream", "step_guard"}
+    assert parts <= set(state)
+    assert state["step_guard"] == {"skipped_total": 0, "scaler": None}  # no fp16: no loss scaler
     arch = yaml.safe_load((searched / "arch.yaml").read_text())
     assert arch["space"] == "toy_cell" and arch["benchmark_key"].startswith("Genotype(normal=[(")
     summary = json.loads((searched / "summary.json").read_text())
@@ -225,6 +223,7 @@ def test_kills_at_five_random_moments_then_resume_equals_uninterrupted(tmp_path:
     assert not list(killed.glob(".*.tmp"))  # no half-written checkpoint left behind
 
 
+@pytest.mark.slow
 def test_wandb_is_never_required(monkeypatch, tmp_path: Path):
     monkeypatch.setitem(sys.modules, "wandb", None)  # as if wandb were not installed
     plain = invoke("search", *TINY, "--set", "epochs=1", "--out", tmp_path / "plain")

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from tanglenas_cli.cli import app
-from tanglenas_cli.nas import make_sampler
-from tanglenas_cli.spaces import SPACE_REGISTRY
+from tanglenas_cli.nas.samplers import make_sampler
+from tanglenas_cli.spaces import create_space
 from tanglenas_cli.spaces.base import DataShape, choices_by_name
 
 SPACES = {
@@ -26,7 +26,7 @@ SPACES = {
 
 def make(name: str):
     shape, options = SPACES[name]
-    return SPACE_REGISTRY[name](DataShape(10, shape), options)
+    return create_space(name, DataShape(10, shape), options)
 
 
 def warm_up(model, inputs: torch.Tensor) -> None:
@@ -126,9 +126,10 @@ def arch_gradients(model, sampler_name: str, inputs, targets, repeats: int = 5) 
     return sum(between) / len(between), sum(within) / len(within)
 
 
+@pytest.mark.slow
 def test_scaled_groups_let_the_arch_gradient_trade_one_group_against_another():
     torch.manual_seed(0)
-    space = SPACE_REGISTRY["toy_cell"](DataShape(10, (1, 16, 16)), {"C": 8})
+    space = create_space("toy_cell", DataShape(10, (1, 16, 16)), {"C": 8})
     inputs, targets = torch.randn(32, 1, 16, 16), torch.randint(0, 10, (32,))
     measured = {}
     for mode, kwargs in (("original", {}), ("scaled", {"entangled_groups": "scaled"}), ("ws", None)):
@@ -148,6 +149,7 @@ def test_scaled_groups_let_the_arch_gradient_trade_one_group_against_another():
     assert measured["original", "gdas"][0] < 0.01 * ws_between < 0.01 * 10 * measured["scaled", "gdas"][0]
 
 
+@pytest.mark.slow
 def test_entangled_groups_setting_is_checked(tmp_path):
     base = ["search", "--dataset", "digits", "--set", "dataset_options.size=12", "--set", "epochs=1",
             "--set", "logging.progress=false"]  # fmt: skip

@@ -10,12 +10,12 @@ from typer.testing import CliRunner
 from tanglenas_cli.cli import app
 from tanglenas_cli.config import build_config
 from tanglenas_cli.engine.checkpoint import save_checkpoint
-from tanglenas_cli.spaces import SPACE_REGISTRY
+from tanglenas_cli.spaces import create_space
 from tanglenas_cli.spaces.base import DataShape
 
 
 def trained(tmp_path: Path, space_name: str, options: dict, dataset: str, shape: tuple, classes: int) -> Path:
-    space = SPACE_REGISTRY[space_name](DataShape(classes, shape), options)
+    space = create_space(space_name, DataShape(classes, shape), options)
     arch = space.validate(space.largest_architecture())
     flags = {"space": space_name, "dataset": dataset, "data_root": str(tmp_path)}
     overrides = [f"space_options.{k}={v}" for k, v in options.items()]

@@ -12,32 +12,23 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from typer.testing import CliRunner
+from support import SHAKESPEARE, invoke, records
 
-from tanglenas_cli.cli import app
 from tanglenas_cli.config import build_config
 from tanglenas_cli.data.tokens import TokenWindows
 from tanglenas_cli.engine.checkpoint import load_checkpoint
 from tanglenas_cli.engine.factory import LearningRateSchedule, WeightLoss
 from tanglenas_cli.engine.loaders import WeightBatches, WindowStream
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import Architect, MicroBatches, make_sampler
+from tanglenas_cli.nas.architect import Architect, MicroBatches
+from tanglenas_cli.nas.samplers import make_sampler
 
-SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "text" / "tinyshakespeare.txt"
 AUTOFORMER_TINY = ["space_options.variant=tiny", "space_options.patch_size=4", "space_options.head_dim=8",
                    "space_options.drop_path=0.0", "dataset_options.size=16", "dataset_options.channels=3",
                    "weight_optimizer.momentum=0.0"]  # fmt: skip
 LM_FLAGS = {"space": "nanogpt", "dataset": "text"}
 TINY = ["--set", "epochs=2", "--set", "steps_per_epoch=4", "--set", "eval_batches=3",
         "--set", "weight_optimizer.warmup_steps=2"]  # fmt: skip
-
-
-def invoke(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -116,7 +107,7 @@ def test_language_model_loss_is_per_token_and_mixup_is_refused():
 class TwoChoiceModel(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        from tanglenas_cli.nas import Choice
+        from tanglenas_cli.nas.choices import Choice
 
         self.choice = Choice("op", ["a", "b"])
         self.weight = torch.nn.Parameter(torch.randn(3, 2))
@@ -198,6 +189,7 @@ def test_tiny_nanogpt_search_logs_perplexity(lm_run: Path):
     assert summary["final_valid_loss"] == epochs[-1]["valid_loss"] and summary["space"] == "nanogpt"
 
 
+@pytest.mark.slow
 def test_interrupted_lm_search_resumes_exactly(corpus_root: Path, lm_run: Path, monkeypatch):
     import tanglenas_cli.engine.search as search_module
 
@@ -221,6 +213,7 @@ def test_interrupted_lm_search_resumes_exactly(corpus_root: Path, lm_run: Path, 
     assert timeless[0] == timeless[1]
 
 
+@pytest.mark.slow
 def test_train_eval_and_sample_the_derived_gpt(corpus_root: Path, lm_run: Path):
     train = ["train", "--preset", "nanogpt-tiny-train", "--set", "epochs=1", "--set", "steps_per_epoch=6",
              "--set", "weight_optimizer.warmup_steps=2"]  # fmt: skip

@@ -6,22 +6,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
-from test_data import cifar_jpg_subset  # noqa: F401  (the shared image-folder fixture)
-from typer.testing import CliRunner
-
-from tanglenas_cli.cli import app
+from support import invoke
 
 TINY = ["--set", "dataset_options.size=32", "--set", "space_options.variant=tiny", "--set", "epochs=1",
         "--set", "steps_per_epoch=3", "--set", "eval_batches=2", "--set", "batch_size=16",
         "--set", "logging.progress=false"]  # fmt: skip
 
 
-def invoke(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def test_tiny_mobilenet_search_derive_train_eval_on_cifar_images(cifar_jpg_subset: Path, tmp_path: Path):  # noqa: F811
+@pytest.mark.slow
+def test_tiny_mobilenet_search_derive_train_eval_on_cifar_images(cifar_jpg_subset: Path, tmp_path: Path):
     run = tmp_path / "search"
     result = invoke("search", "--space", "mobilenetv3", "--dataset", "imagefolder", "--set",
                     f"dataset_options.path={cifar_jpg_subset}", *TINY, "--out", run)  # fmt: skip

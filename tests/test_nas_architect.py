@@ -6,16 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from tanglenas_cli.nas import (
-    Architect,
-    Choice,
-    DartsSampler,
-    EntangledLinear,
-    MixedOp,
-    SPOSSampler,
-    find_choices,
-    weight_parameters,
-)
+from tanglenas_cli.nas.architect import Architect
+from tanglenas_cli.nas.choices import Choice, find_choices, weight_parameters
+from tanglenas_cli.nas.entangled import EntangledLinear
+from tanglenas_cli.nas.mixed_op import MixedOp
+from tanglenas_cli.nas.samplers import DartsSampler, SPOSSampler
 
 
 class TinySupernet(nn.Module):

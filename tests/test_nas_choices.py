@@ -6,16 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from tanglenas_cli.nas import (
-    Choice,
-    DartsSampler,
-    EntangledLinear,
-    JointChoice,
-    SPOSSampler,
-    arch_parameters,
-    find_choices,
-    weight_parameters,
-)
+from tanglenas_cli.nas.choices import Choice, JointChoice, arch_parameters, find_choices, weight_parameters
+from tanglenas_cli.nas.entangled import EntangledLinear
+from tanglenas_cli.nas.samplers import DartsSampler, SPOSSampler
 
 
 def test_joint_choice_outer_product_row_major():

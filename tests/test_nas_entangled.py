@@ -8,19 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tanglenas_cli.nas import (
-    Choice,
-    DartsSampler,
-    DiscreteSampler,
-    DrNASSampler,
-    EntangledConv2d,
-    EntangledLinear,
-    GDASSampler,
-    JointChoice,
-    SlicedDim,
-    SPOSSampler,
-    Superposition,
-)
+from tanglenas_cli.nas.choices import Choice, JointChoice
+from tanglenas_cli.nas.entangled import EntangledConv2d, EntangledLinear
+from tanglenas_cli.nas.samplers import DartsSampler, DiscreteSampler, DrNASSampler, GDASSampler, SPOSSampler
+from tanglenas_cli.nas.superposition import SlicedDim, Superposition
 
 
 def padded_conv_weight(layer: EntangledConv2d, index: int) -> torch.Tensor:

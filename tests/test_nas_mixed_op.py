@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tanglenas_cli.nas import Choice, EntangledConv2d, MixedOp, Zero
+from tanglenas_cli.nas.choices import Choice
+from tanglenas_cli.nas.entangled import EntangledConv2d
+from tanglenas_cli.nas.mixed_op import MixedOp, Zero
 
 
 class Counting(nn.Module):
@@ -81,7 +83,7 @@ def test_all_zero_edge_and_strided_zero():
 
 def test_weight_sharing_gdas_passes_a_gradient_to_every_straight_through_weight():
     """WS under GDAS is sum_j (h_j * op_j(x) if j == k else h_j), as the original code: every h_j learns."""
-    from tanglenas_cli.nas import GDASSampler
+    from tanglenas_cli.nas.samplers import GDASSampler
 
     torch.manual_seed(0)
     choice = Choice("edge", ["a", "b", "c"])

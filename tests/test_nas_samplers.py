@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tanglenas_cli.nas import (
-    Choice,
+from tanglenas_cli.errors import UserError
+from tanglenas_cli.nas.choices import Choice
+from tanglenas_cli.nas.samplers import (
     DartsSampler,
     DiscreteSampler,
     DrNASSampler,
@@ -126,5 +127,5 @@ def test_same_seed_same_draws_and_state_round_trip(name):
 
 
 def test_unknown_optimizer():
-    with pytest.raises(ValueError, match="unknown optimizer"):
+    with pytest.raises(UserError, match="unknown optimizer"):
         make_sampler("nonsense")

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tanglenas_cli.nas import Choice, EntangledLinear, JointChoice
+from tanglenas_cli.nas.choices import Choice, JointChoice
+from tanglenas_cli.nas.entangled import EntangledLinear
 from tanglenas_cli.nas.transformer import (
     EntangledEmbedding,
     EntangledLayerNorm,

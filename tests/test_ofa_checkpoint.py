@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.spaces import SPACE_REGISTRY
+from tanglenas_cli.spaces import create_space
 from tanglenas_cli.spaces.base import DataShape
 from tanglenas_cli.spaces.ofa_checkpoint import load_ofa_checkpoint, ofa_to_supernet_name
 
@@ -30,7 +30,7 @@ KNOWN = {
 
 
 def supernet(classes: int = 1000, **options):
-    space = SPACE_REGISTRY["mobilenetv3"](DataShape(classes, (3, 64, 64)), options)
+    space = create_space("mobilenetv3", DataShape(classes, (3, 64, 64)), options)
     return space, space.build_supernet()
 
 
@@ -117,9 +117,10 @@ def test_mismatched_or_foreign_files_are_refused_unchanged(tmp_path: Path):
     with pytest.raises(UserError, match="not a readable"):
         load_ofa_checkpoint(model, garbage)
     with pytest.raises(UserError, match="has no pretrained"):
-        SPACE_REGISTRY["nanogpt"](DataShape(30, (8,)), {"variant": "tiny"}).load_pretrained(model, path)
+        create_space("nanogpt", DataShape(30, (8,)), {"variant": "tiny"}).load_pretrained(model, path)
 
 
+@pytest.mark.slow
 def test_search_init_from_starts_the_supernet_from_the_file(tmp_path: Path):
     from typer.testing import CliRunner
 

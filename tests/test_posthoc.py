@@ -10,10 +10,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
+from support import invoke
 from torch import nn
-from typer.testing import CliRunner
 
-from tanglenas_cli.cli import app
 from tanglenas_cli.engine.flops import count_flops
 from tanglenas_cli.engine.posthoc import (
     EvolutionSettings,
@@ -23,7 +22,7 @@ from tanglenas_cli.engine.posthoc import (
     random_search,
 )
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.spaces import SPACE_REGISTRY
+from tanglenas_cli.spaces import create_space
 from tanglenas_cli.spaces.base import DataShape, choices_by_name
 
 TINY = [
@@ -31,10 +30,6 @@ TINY = [
     "--set", "space_options.C=4", "--set", "epochs=1", "--set", "batch_size=128",
     "--set", "logging.progress=false",
 ]  # fmt: skip
-
-
-def invoke(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 class SumScorer:
@@ -77,7 +72,7 @@ def spos_run(tmp_path_factory) -> Path:
 ])  # fmt: skip
 def test_derive_with_a_strategy_writes_a_valid_architecture(spos_run: Path, tmp_path: Path, strategy, extra):
     target = tmp_path / "arch.yaml"
-    space = SPACE_REGISTRY["toy_cell"](DataShape(10, (1, 12, 12)), {"C": 4})
+    space = create_space("toy_cell", DataShape(10, (1, 12, 12)), {"C": 4})
     cap = sum(p.numel() for p in space.build_network(space.largest_architecture()).parameters()) - 1
     result = invoke("derive", spos_run, "--strategy", strategy, *extra, "--batches", "1", "--max-params", cap,
                     "--out", target)  # fmt: skip
@@ -123,7 +118,7 @@ def test_count_flops_is_twice_the_multiply_adds():
 def test_average_pooling_counts_no_multiply_adds():
     """Pooling is free, as NAS-Bench-201, NATS-Bench and PyTorch's count of nn.AvgPool2d have it: the box
     convolution that runs an average pool here is not counted (it was 9 multiply-adds per output)."""
-    from tanglenas_cli.nas.pooling import BoxAvgPool2d
+    from tanglenas_cli.layers.pooling import BoxAvgPool2d
 
     head = 2 * 6 * 6 * 10
     for pool in (BoxAvgPool2d(3), nn.AvgPool2d(3, 1, 1, count_include_pad=False), nn.MaxPool2d(3, 1, 1)):
@@ -132,13 +127,13 @@ def test_average_pooling_counts_no_multiply_adds():
     strided = nn.Sequential(BoxAvgPool2d(3, stride=2), nn.Flatten(), nn.Linear(2 * 3 * 3, 10))
     assert count_flops(image_space(2, 6), strided) == 2 * 2 * 3 * 3 * 10
 
-    nb201 = SPACE_REGISTRY["nb201"](DataShape(10, (3, 16, 16)), {"C": 4, "N": 1})
+    nb201 = create_space("nb201", DataShape(10, (3, 16, 16)), {"C": 4, "N": 1})
     cell = "|{0}~0|+|nor_conv_3x3~0|{0}~1|+|skip_connect~0|nor_conv_1x1~1|{0}~2|"
     counts = {op: count_flops(nb201, nb201.build_network(cell.format(op)))
               for op in ("avg_pool_3x3", "none", "skip_connect")}  # fmt: skip
     assert len(set(counts.values())) == 1, counts
 
-    darts = SPACE_REGISTRY["darts"](DataShape(10, (3, 16, 16)), {"C": 4, "layers": 3})
+    darts = create_space("darts", DataShape(10, (3, 16, 16)), {"C": 4, "layers": 3})
     normal = [["sep_conv_3x3", 0], ["{}", 1], ["sep_conv_3x3", 0], ["{}", 1],
               ["dil_conv_3x3", 1], ["skip_connect", 0], ["{}", 0], ["dil_conv_3x3", 2]]  # fmt: skip
 
@@ -152,7 +147,7 @@ def test_average_pooling_counts_no_multiply_adds():
 
 
 def test_count_flops_of_a_tiny_nanogpt_grows_with_the_embedding():
-    space = SPACE_REGISTRY["nanogpt"](DataShape(num_classes=257, input_shape=(16,)), {"variant": "tiny"})
+    space = create_space("nanogpt", DataShape(num_classes=257, input_shape=(16,)), {"variant": "tiny"})
     arch = space.largest_architecture()
     small, large = (count_flops(space, space.build_network({**arch, "embed_dim": e})) for e in (12, 24))
     assert 0 < small < large
@@ -161,9 +156,10 @@ def test_count_flops_of_a_tiny_nanogpt_grows_with_the_embedding():
 @pytest.mark.parametrize("strategy, extra", [
     ("random", ["--samples", "4"]), ("evolution", ["--population", "4", "--generations", "1"]),
 ])  # fmt: skip
+@pytest.mark.slow
 def test_derive_with_a_flops_cap_stays_within_it(spos_run: Path, tmp_path: Path, strategy, extra):
     target = tmp_path / "arch.yaml"
-    space = SPACE_REGISTRY["toy_cell"](DataShape(10, (1, 12, 12)), {"C": 4})
+    space = create_space("toy_cell", DataShape(10, (1, 12, 12)), {"C": 4})
     cap = 1e5  # toy_cell C=4 on 12x12 digits: about 0.56e5 .. 1.38e5 FLOPs
     result = invoke("derive", spos_run, "--strategy", strategy, *extra, "--batches", "1", "--max-flops", cap,
                     "--min-params", 1, "--out", target)  # fmt: skip
@@ -178,7 +174,7 @@ def test_derive_with_a_flops_cap_stays_within_it(spos_run: Path, tmp_path: Path,
 
 
 def test_scorer_flops_limits_and_cache():
-    space = SPACE_REGISTRY["toy_cell"](DataShape(10, (1, 12, 12)), {"C": 4})
+    space = create_space("toy_cell", DataShape(10, (1, 12, 12)), {"C": 4})
     choices = choices_by_name(space.build_supernet())
     rng = random.Random(0)
 
@@ -203,6 +199,7 @@ def test_scorer_flops_limits_and_cache():
         random_genome(draw, scorer(max_flops=1).allowed, tries=5)
 
 
+@pytest.mark.slow
 def test_spos_search_and_derive_pick_with_the_same_scorer(spos_run: Path, tmp_path: Path):
     """The end of a SPOS search and `derive --strategy random` are one scorer: same defaults, same pick."""
     searched = yaml.safe_load((spos_run / "arch.yaml").read_text())

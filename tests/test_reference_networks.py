@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from tanglenas_cli.engine.flops import count_flops
-from tanglenas_cli.spaces import SPACE_REGISTRY
+from tanglenas_cli.spaces import create_space
 from tanglenas_cli.spaces.base import DataShape
 
 INSTALL = "pip install --no-deps xautodl==1.0.0 ofa==0.1.0.post202307202001 (part of `make install`)"
@@ -94,7 +94,7 @@ def test_nb201_network_equals_xautodl_tiny_network(arch: str):
     from xautodl.models.cell_searchs.genotypes import Structure
 
     torch.manual_seed(0)
-    space = SPACE_REGISTRY["nb201"](CIFAR, {})
+    space = create_space("nb201", CIFAR, {})
     ours = calibrated(space.build_network(arch), CIFAR.input_shape)
     theirs = TinyNetwork(16, 5, Structure.str2structure(arch), CIFAR.num_classes).eval()
     assert params_of(ours) == params_of(theirs)
@@ -113,7 +113,7 @@ def test_nats_size_network_equals_xautodl_shape_tiny_net(widths: str):
     from xautodl.models import get_cell_based_tiny_net
 
     torch.manual_seed(0)
-    space = SPACE_REGISTRY["nats_sss"](CIFAR, {})
+    space = create_space("nats_sss", CIFAR, {})
     ours = calibrated(space.build_network(widths), CIFAR.input_shape)
     config = {"name": "infer.shape.tiny", "channels": widths, "genotype": BEST, "num_classes": 10}
     theirs = get_cell_based_tiny_net(config).eval()
@@ -126,7 +126,7 @@ def test_nats_size_network_equals_xautodl_shape_tiny_net(widths: str):
 
 
 def mobilenet_architectures() -> list[dict]:
-    space = SPACE_REGISTRY["mobilenetv3"](DataShape(1000, (3, 224, 224)), {})
+    space = create_space("mobilenetv3", DataShape(1000, (3, 224, 224)), {})
     rng = random.Random(0)
     drawn = [
         {
@@ -153,7 +153,7 @@ def ofa_supernet():
 def test_mobilenetv3_network_equals_ofa_subnet(arch: dict, ofa_supernet):
     from ofa.utils.pytorch_utils import count_net_flops
 
-    space = SPACE_REGISTRY["mobilenetv3"](DataShape(1000, (3, 224, 224)), {})
+    space = create_space("mobilenetv3", DataShape(1000, (3, 224, 224)), {})
     ours = calibrated(space.build_network(arch), (3, 64, 64))
     ofa_supernet.set_active_subnet(
         ks=[k for stage in arch["kernel_size"] for k in stage],

@@ -13,9 +13,8 @@ import torch
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
+from support import TOY_BENCHMARKS, invoke
 
-from tanglenas_cli.cli import app
 from tanglenas_cli.engine.precision import StepGuard, check_finite
 from tanglenas_cli.errors import UserError
 
@@ -24,17 +23,7 @@ TINY = [
     "--set", "space_options.C=4", "--set", "epochs=1", "--set", "batch_size=128",
     "--set", "logging.progress=false",
 ]  # fmt: skip
-TOY_BENCHMARK = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "data"
-    / "toy_benchmarks"
-    / ("entangled_cell_ss_benchmark.pkl")
-)
-
-
-def invoke(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
+TOY_BENCHMARK = TOY_BENCHMARKS / "entangled_cell_ss_benchmark.pkl"
 
 
 def fingerprint(folder: Path) -> dict[str, str]:
@@ -145,6 +134,18 @@ def test_step_guard_skips_a_nonfinite_step_and_leaves_the_weights():
     assert guard.in_a_row == 0 and guard.skipped_total == 1
     with pytest.raises(UserError, match="NaN"):
         check_finite({"w": torch.tensor([1.0, float("inf")])}, "weights")
+
+
+def test_step_guard_state_keeps_the_fp16_loss_scale():
+    """A checkpoint's step_guard entry restores the loss scale an fp16 run had reached, not the first."""
+    guard = StepGuard(3, "fp16", torch.device("cpu"))
+    weight = torch.nn.Parameter(torch.ones(2))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    guard.backward((weight * float("inf")).sum(), [weight])
+    assert not guard.step(optimizer, [weight], None, where="test")  # an inf step halves the scale
+    resumed = StepGuard(3, "fp16", torch.device("cpu"))
+    resumed.load_state_dict(guard.state_dict())
+    assert resumed.scaler.get_scale() == guard.scaler.get_scale() == 2.0**15 and resumed.skipped_total == 1
 
 
 def test_bf16_search_on_cpu(tmp_path: Path):

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+from support import one_line_error
 from typer.testing import CliRunner
 
 from tanglenas_cli.cli import app
@@ -17,7 +18,7 @@ from tanglenas_cli.data.text import prepare_text
 from tanglenas_cli.engine.checkpoint import save_checkpoint
 from tanglenas_cli.engine.sample import generate, run_sample
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.spaces import SPACE_REGISTRY
+from tanglenas_cli.spaces import create_space
 from tanglenas_cli.spaces.base import DataShape
 from tanglenas_cli.spaces.nanogpt import GPTNetwork
 
@@ -31,21 +32,11 @@ def invoke(*args: Any) -> Any:
     return runner.invoke(app, ["sample", *(str(arg) for arg in args)])
 
 
-def assert_one_line_error(result: Any, *fragments: str) -> str:
-    assert result.exit_code == 2, result.output
-    assert result.stdout == ""
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
-
 def write_lm_checkpoint(path: Path, data_root: Path, vocab: int = 257, seed: int = 0) -> Path:
     """Save an untrained tiny nanoGPT in the format of `tanglenas train`."""
     torch.manual_seed(seed)
     shape = DataShape(num_classes=vocab, input_shape=(BLOCK,))
-    space = SPACE_REGISTRY["nanogpt"](shape, {"variant": "tiny"})
+    space = create_space("nanogpt", shape, {"variant": "tiny"})
     arch = space.validate(ARCH)
     model = space.build_network(arch)
     cfg = build_config(
@@ -161,7 +152,7 @@ def test_padded_vocabulary_is_never_sampled(
     monkeypatch.setattr(GPTNetwork, "forward", favour_padding)
     result = run_sample(padded, "xy", max_new_tokens=25, temperature=1.0, top_k=5)
     assert result["new_tokens"] == 25 and len(result["text"]) > 2  # bytes were produced, not padding
-    space = SPACE_REGISTRY["nanogpt"](DataShape(320, (BLOCK,)), {"variant": "tiny"})
+    space = create_space("nanogpt", DataShape(320, (BLOCK,)), {"variant": "tiny"})
     model = space.build_network(space.validate(ARCH))
     for temperature in (0.0, 1.0):
         generator = torch.Generator().manual_seed(0)
@@ -178,7 +169,7 @@ def test_top_k_one_equals_greedy(checkpoint: Path, no_eot: None) -> None:
 
 
 def test_classification_checkpoint_is_refused(tmp_path: Path) -> None:
-    space = SPACE_REGISTRY["toy_conv_macro"](DataShape(10, (3, 16, 16)), {})
+    space = create_space("toy_conv_macro", DataShape(10, (3, 16, 16)), {})
     arch = space.largest_architecture()
     cfg = build_config(flags={"space": "toy_conv_macro", "dataset": "cifar10"})
     state = {
@@ -192,7 +183,7 @@ def test_classification_checkpoint_is_refused(tmp_path: Path) -> None:
     save_checkpoint(state, tmp_path / "model.pt")
     with pytest.raises(UserError, match="is not a language model"):
         run_sample(tmp_path / "model.pt", "hi")
-    assert_one_line_error(invoke(tmp_path, "--prompt", "hi"), "is not a language model")
+    one_line_error(invoke(tmp_path, "--prompt", "hi"), "is not a language model")
 
 
 def test_cli_prints_the_text_and_json(checkpoint: Path, no_eot: None) -> None:
@@ -218,21 +209,21 @@ def test_cli_prints_the_text_and_json(checkpoint: Path, no_eot: None) -> None:
     ],
 )
 def test_cli_rejects_bad_settings(checkpoint: Path, flag: str, value: str) -> None:
-    assert_one_line_error(invoke(checkpoint, "--prompt", "a", flag, value), flag)
+    one_line_error(invoke(checkpoint, "--prompt", "a", flag, value), flag)
 
 
 def test_cli_missing_and_corrupt_checkpoints(tmp_path: Path) -> None:
-    assert_one_line_error(invoke(tmp_path / "nothing.pt", "--prompt", "a"), "checkpoint not found")
+    one_line_error(invoke(tmp_path / "nothing.pt", "--prompt", "a"), "checkpoint not found")
     corrupt = tmp_path / "model.pt"
     corrupt.write_bytes(b"not a checkpoint at all")
-    assert_one_line_error(invoke(corrupt, "--prompt", "a"), "cannot load checkpoint")
-    assert_one_line_error(invoke(tmp_path, "--prompt", "a"), "cannot load checkpoint")  # the directory
+    one_line_error(invoke(corrupt, "--prompt", "a"), "cannot load checkpoint")
+    one_line_error(invoke(tmp_path, "--prompt", "a"), "cannot load checkpoint")  # the directory
 
 
 def test_missing_corpus_names_data_root(checkpoint: Path, tmp_path: Path) -> None:
     empty = tmp_path / "elsewhere"
     empty.mkdir()
-    line = assert_one_line_error(invoke(checkpoint, "--prompt", "a", "--data-root", empty), "--data-root")
+    line = one_line_error(invoke(checkpoint, "--prompt", "a", "--data-root", empty), "--data-root")
     assert "prepare-data text" in line
     moved = write_lm_checkpoint(tmp_path / "moved" / "model.pt", tmp_path / "gone")
     with pytest.raises(UserError, match="--data-root"):
@@ -261,6 +252,6 @@ def test_gpt2_corpus_without_ranks_is_one_clear_error(
         raise ConnectionError("no network")
 
     monkeypatch.setattr(tiktoken, "get_encoding", offline)
-    assert_one_line_error(invoke(model, "--prompt", "a"), "--tokenizer-file")
-    assert_one_line_error(invoke(model, "--prompt", "a", "--tokenizer-file", tmp_path / "no.tiktoken"),
+    one_line_error(invoke(model, "--prompt", "a"), "--tokenizer-file")
+    one_line_error(invoke(model, "--prompt", "a", "--tokenizer-file", tmp_path / "no.tiktoken"),
                           "tokenizer file not found")  # fmt: skip

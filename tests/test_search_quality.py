@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_correlate import synthetic_benchmark
+from support import synthetic_benchmark
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "search_quality.py"
 
@@ -60,6 +60,7 @@ def test_help_documents_the_grid():
         assert word in shown.stdout
 
 
+@pytest.mark.slow
 def test_smoke_grid_runs_and_resumes(tmp_path: Path):
     data_root = tmp_path / "data"
     (data_root / "benchmarks").mkdir(parents=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import math
 from pathlib import Path
 
@@ -11,13 +10,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from support import invoke, records
 from torch.utils.data import Subset
-from typer.testing import CliRunner
 
-import tanglenas_cli.engine.factory as factory_module
+import tanglenas_cli.data.splits as splits_module
 import tanglenas_cli.engine.loaders as loaders_module
 import tanglenas_cli.engine.search as search_module
-from tanglenas_cli.cli import app
 from tanglenas_cli.config import build_config
 from tanglenas_cli.data.info import DatasetInfo
 from tanglenas_cli.data.tokens import TokenWindows
@@ -27,8 +25,10 @@ from tanglenas_cli.engine.factory import make_weight_optimizer as weight_optimiz
 from tanglenas_cli.engine.loaders import WeightBatches, epoch_loader
 from tanglenas_cli.engine.precision import StepGuard
 from tanglenas_cli.engine.search import SearchRun
+from tanglenas_cli.engine.step import Tally
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import MicroBatches, arch_parameters, weight_parameters
+from tanglenas_cli.nas.architect import MicroBatches
+from tanglenas_cli.nas.choices import arch_parameters, weight_parameters
 from tanglenas_cli.spaces.base import choices_by_name
 
 DIGITS_TRAIN = 1437  # the fixed 80 % training part of scikit-learn's 1,797 digits
@@ -42,14 +42,6 @@ TINY_CLI = ["--space", "toy_cell", "--dataset", "digits", "--set", "dataset_opti
 
 def config(tmp_path: Path, **settings):
     return build_config(base={**TINY, "out_dir": str(tmp_path / "run"), **settings})
-
-
-def invoke(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -79,7 +71,7 @@ def test_arch_split_size_errors_are_one_line(tmp_path: Path, monkeypatch):
     tokens = TokenWindows(np.arange(2000, dtype=np.uint16) % 50, 16)
     info = DatasetInfo("text", 50, (16,), (), ())  # type: ignore[arg-type]
     monkeypatch.setattr(
-        factory_module, "build_datasets", lambda *args, **kwargs: (tokens, tokens.blocks(), info)
+        splits_module, "build_datasets", lambda *args, **kwargs: (tokens, tokens.blocks(), info)
     )
     with pytest.raises(UserError, match="token corpus, split by train_portion") as caught:
         load_search_data(config(tmp_path, dataset="text", arch_split_size=100))
@@ -167,14 +159,14 @@ def test_simultaneous_step_is_one_backward_of_loss_plus_regulariser(tmp_path, mo
     expected = snapshot(model)
     torch.set_rng_state(rng)
     before = snapshot(run.model)
-    totals = {"loss": 0.0, "correct": 0, "count": 0}
-    assert run._simultaneous_step(micro, totals, "test")
+    tally = Tally()
+    assert run._simultaneous_step(micro, tally, "test")
     after = snapshot(run.model)
     changed = {k for k in after if not torch.equal(after[k], before[k])}
     assert any(k.endswith("arch_logits") for k in changed) and any("weight" in k for k in changed)
     for key, value in expected.items():
         assert torch.allclose(after[key], value, atol=1e-6, rtol=1e-5), key
-    assert totals["count"] == sum(len(targets) for _, targets in micro)
+    assert tally.count == sum(len(targets) for _, targets in micro)
 
 
 def test_simultaneous_search_never_draws_arch_batches(tmp_path: Path, monkeypatch):
@@ -196,13 +188,13 @@ def test_non_finite_logit_gradients_skip_both_steps(tmp_path: Path):
     logit = run.architect.arch_params[0]
     hook = logit.register_hook(lambda grad: grad * float("nan"))  # the loss and weight gradients stay finite
     before = snapshot(run.model)
-    assert not run._simultaneous_step(micro, {"loss": 0.0, "correct": 0, "count": 0}, "test")
+    assert not run._simultaneous_step(micro, Tally(), "test")
     assert all(torch.equal(p, before[name]) for name, p in run.model.named_parameters())
     assert not run.weight_optimizer.state and not run.architect.optimizer.state
     assert run.guard.skipped_total == 1
     assert all(p.grad is None for p in run.architect.arch_params + run.architect.weight_params)
     hook.remove()
-    assert run._simultaneous_step(micro, {"loss": 0.0, "correct": 0, "count": 0}, "test")
+    assert run._simultaneous_step(micro, Tally(), "test")
     assert run.guard.in_a_row == 0 and run.architect.optimizer.state
 
 

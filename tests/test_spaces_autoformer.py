@@ -5,26 +5,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_spaces_common import one_hot_outputs, search_then_inherit
+from support import one_hot_outputs, search_then_inherit
 
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import make_sampler
-from tanglenas_cli.spaces import SPACE_REGISTRY
+from tanglenas_cli.nas.samplers import make_sampler
+from tanglenas_cli.spaces import create_space
 from tanglenas_cli.spaces.base import DataShape, choices_by_name
 
 OPTIONS = {"variant": "tiny", "patch_size": 4, "head_dim": 8}
 
 
 def make(**extra):
-    return SPACE_REGISTRY["autoformer"](DataShape(10, (3, 16, 16)), {**OPTIONS, **extra})
-
-
-def picks_of(arch) -> dict:
-    picks = {"embed": arch["embed_dim"], "depth": arch["depth"]}
-    for layer in range(2):  # tiny: up to 2 layers; layers beyond the depth take any value
-        picks[f"layer{layer}.heads"] = arch["num_heads"][layer] if layer < arch["depth"] else 1
-        picks[f"layer{layer}.mlp_ratio"] = arch["mlp_ratio"][layer] if layer < arch["depth"] else 2.0
-    return picks
+    return create_space("autoformer", DataShape(10, (3, 16, 16)), {**OPTIONS, **extra})
 
 
 ARCHS = [
@@ -39,14 +31,12 @@ ARCHS = [
 @pytest.mark.parametrize("arch", ARCHS, ids=lambda a: f"e{a['embed_dim']}d{a['depth']}")
 def test_one_hot_supernet_equals_the_discrete_network(arch, direct):
     torch.manual_seed(0)
-    supernet_out, network_out = one_hot_outputs(
-        make(), arch, picks_of(arch), torch.randn(2, 3, 16, 16), direct
-    )
+    supernet_out, network_out = one_hot_outputs(make(), arch, torch.randn(2, 3, 16, 16), direct)
     torch.testing.assert_close(supernet_out, network_out, atol=1e-5, rtol=1e-5)
 
 
 def test_derive_keeps_fractional_ratios_and_counts_parameters():
-    space = SPACE_REGISTRY["autoformer"](DataShape(10, (3, 32, 32)), {"patch_size": 4})
+    space = create_space("autoformer", DataShape(10, (3, 32, 32)), {"patch_size": 4})
     supernet = space.build_supernet()
     choices = choices_by_name(supernet)
     with torch.no_grad():
@@ -69,7 +59,7 @@ def test_bad_architectures_and_options_are_user_errors():
     with pytest.raises(UserError, match="lists of 2"):
         space.validate({"embed_dim": 16, "depth": 2, "num_heads": [1], "mlp_ratio": [2.0]})
     with pytest.raises(UserError, match="patch_size"):
-        SPACE_REGISTRY["autoformer"](DataShape(10, (3, 30, 30)), {"patch_size": 4}).build_supernet()
+        create_space("autoformer", DataShape(10, (3, 30, 30)), {"patch_size": 4}).build_supernet()
     with pytest.raises(UserError, match="weight entanglement only"):
         space.build_supernet(entangle=False)
 
@@ -129,7 +119,7 @@ def test_layer_norms_use_pytorch_default_eps_like_the_original():
     """AutoFormer's LayerNormSuper keeps PyTorch's eps (1e-5), in the supernet and in discrete networks."""
     from torch import nn
 
-    from tanglenas_cli.nas import EntangledLayerNorm
+    from tanglenas_cli.nas.transformer import EntangledLayerNorm
 
     space = make()
     for model in (space.build_supernet(), space.build_network(ARCHS[1])):
@@ -153,7 +143,7 @@ def test_reference_remask_is_exact_under_one_hot_weights_and_remasks_the_pool_un
     for arch in ARCHS:
         torch.manual_seed(0)
         got, want = one_hot_outputs(
-            make(reference_remask=True), arch, picks_of(arch), torch.randn(2, 3, 16, 16), direct=False
+            make(reference_remask=True), arch, torch.randn(2, 3, 16, 16), direct=False
         )
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     torch.manual_seed(0)

@@ -10,15 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from typer.testing import CliRunner
+from support import invoke
 
-from tanglenas_cli.cli import app
 from tanglenas_cli.config import build_config
 from tanglenas_cli.engine.factory import make_sampler_for
 from tanglenas_cli.engine.posthoc import GenomeDrawer, SupernetScorer, random_search
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import SPOSSampler, SubsetSPOSSampler, make_sampler
-from tanglenas_cli.spaces import SPACE_REGISTRY
+from tanglenas_cli.nas.samplers import SPOSSampler, SubsetSPOSSampler, make_sampler
+from tanglenas_cli.spaces import space_class
 from tanglenas_cli.spaces.base import DataShape, choices_by_name
 from tanglenas_cli.spaces.darts import NODE_EDGES, OPS, DartsSpace, genotype_string
 from tanglenas_cli.spaces.darts_cells import FactorizedReduce
@@ -41,12 +40,8 @@ def make(**options) -> DartsSpace:
     return DartsSpace(SHAPE, {**TINY, **options})
 
 
-def invoke(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
 def test_space_is_registered():
-    assert SPACE_REGISTRY["darts"] is DartsSpace
+    assert space_class("darts") is DartsSpace
 
 
 def test_entangled_edges_share_one_kernel_per_group():
@@ -205,7 +200,7 @@ def test_subset_spos_keeps_two_edges_per_node():
 
 
 def test_subset_spos_is_reproducible_and_samples_ungrouped_choices():
-    from tanglenas_cli.nas import Choice
+    from tanglenas_cli.nas.choices import Choice
 
     choices = [Choice(f"c{i}", ["none", "a", "b"]) for i in range(4)]
     draws = []

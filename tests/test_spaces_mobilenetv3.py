@@ -17,13 +17,16 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
-from test_spaces_common import search_then_inherit, set_one_hot
+from support import search_then_inherit, set_one_hot
 
 from tanglenas_cli.engine.flops import count_flops
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import Choice, EntangledConv2d, JointChoice, make_sampler
-from tanglenas_cli.nas.ofa import EntangledMBConv, TransformedKernelConv2d, make_divisible
-from tanglenas_cli.spaces import SPACE_REGISTRY
+from tanglenas_cli.layers.channels import make_divisible
+from tanglenas_cli.nas.choices import Choice, JointChoice
+from tanglenas_cli.nas.entangled import EntangledConv2d
+from tanglenas_cli.nas.ofa import EntangledMBConv, TransformedKernelConv2d
+from tanglenas_cli.nas.samplers import make_sampler
+from tanglenas_cli.spaces import create_space
 from tanglenas_cli.spaces.base import DataShape, choices_by_name
 from tanglenas_cli.spaces.mobilenetv3 import STAGE_SE, VARIANTS
 
@@ -44,7 +47,7 @@ COMBOS = list(itertools.product(TINY["expand_ratio"], TINY["kernel_size"]))  # (
 
 
 def make(variant: str = "tiny", classes: int = 10, size: int = 32, **options):
-    return SPACE_REGISTRY["mobilenetv3"](DataShape(classes, (3, size, size)), {"variant": variant, **options})
+    return create_space("mobilenetv3", DataShape(classes, (3, size, size)), {"variant": variant, **options})
 
 
 def rotating_arch(shift: int, depth: list[int]) -> dict:
@@ -64,16 +67,6 @@ ARCHS = [
     rotating_arch(2, [2, 1, 2, 1, 2]),
     rotating_arch(3, [1, 1, 2, 2, 1]),
 ]
-
-
-def set_architecture(choices, arch, direct: bool) -> None:
-    picks = {}
-    for s in range(5):
-        picks[f"stage{s}.depth"] = arch["depth"][s]
-        for b in range(2):
-            picks[f"stage{s}.block{b}.kernel_size"] = arch["kernel_size"][s][b]
-            picks[f"stage{s}.block{b}.expand_ratio"] = arch["expand_ratio"][s][b]
-    set_one_hot(choices, picks, direct)
 
 
 def trained_looking_supernet(space, seed: int = 0):
@@ -110,7 +103,7 @@ def test_one_hot_supernet_equals_the_discrete_network_eval_mode(index, direct):
     supernet = trained_looking_supernet(space, seed=index).eval()
     network = space.build_network(arch).eval()
     space.inherit_weights(supernet.state_dict(), network)
-    set_architecture(choices_by_name(supernet), arch, direct)
+    set_one_hot(choices_by_name(supernet), space.picks_of(arch), direct)
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(supernet(x), network(x), atol=1e-5, rtol=1e-5)
@@ -123,7 +116,7 @@ def test_one_hot_supernet_equals_the_discrete_network_train_mode(direct):
     supernet = trained_looking_supernet(space).train()
     network = space.build_network(arch).train()
     space.inherit_weights(supernet.state_dict(), network)
-    set_architecture(choices_by_name(supernet), arch, direct)
+    set_one_hot(choices_by_name(supernet), space.picks_of(arch), direct)
     x = torch.randn(4, 3, 40, 40)  # any input size: global pooling
     torch.testing.assert_close(supernet(x), network(x), atol=1e-5, rtol=1e-5)
 

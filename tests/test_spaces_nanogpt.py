@@ -5,25 +5,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_spaces_common import one_hot_outputs
+from support import one_hot_outputs
 
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.spaces import SPACE_REGISTRY
+from tanglenas_cli.spaces import create_space
 from tanglenas_cli.spaces.base import DataShape, choices_by_name
 
 
 def make(**options):
     options = {"variant": "tiny", "dropout": 0.0, "vocab_multiple": 1, **options}
-    return SPACE_REGISTRY["nanogpt"](DataShape(30, (8,)), options)
-
-
-def picks_of(arch) -> dict:
-    picks = {"embed": arch["embed_dim"], "depth": arch["num_layers"]}
-    for layer in range(2):
-        inside = layer < arch["num_layers"]
-        picks[f"layer{layer}.heads"] = arch["num_heads"][layer] if inside else 2
-        picks[f"layer{layer}.mlp_ratio"] = arch["mlp_ratio"][layer] if inside else 2
-    return picks
+    return create_space("nanogpt", DataShape(30, (8,)), options)
 
 
 ARCHS = [
@@ -38,9 +29,7 @@ ARCHS = [
 @pytest.mark.parametrize("arch", ARCHS, ids=lambda a: f"L{a['num_layers']}e{a['embed_dim']}")
 def test_one_hot_supernet_equals_the_discrete_gpt(arch, direct):
     torch.manual_seed(0)
-    supernet_logits, logits = one_hot_outputs(
-        make(), arch, picks_of(arch), torch.randint(0, 30, (2, 8)), direct
-    )
+    supernet_logits, logits = one_hot_outputs(make(), arch, torch.randint(0, 30, (2, 8)), direct)
     assert logits.shape == (2, 8, 30)
     torch.testing.assert_close(supernet_logits, logits, atol=1e-5, rtol=1e-5)
 
@@ -62,7 +51,7 @@ def test_discrete_gpt_is_causal_and_ties_its_head():
 
 
 def test_paper_space_derives_and_rejects_bad_architectures():
-    space = SPACE_REGISTRY["nanogpt"](DataShape(50304, (224,)), {})
+    space = create_space("nanogpt", DataShape(50304, (224,)), {})
     choices = choices_by_name(space.build_supernet())
     arch = space.derive(choices)
     assert space.validate(arch) == arch and arch["num_layers"] in (5, 6, 7)
@@ -77,9 +66,9 @@ def test_paper_space_derives_and_rejects_bad_architectures():
 
 def test_vocabulary_is_padded_like_nanogpt():
     for vocab, padded in ((50257, 50304), (257, 320), (64, 64)):
-        network = SPACE_REGISTRY["nanogpt"](DataShape(vocab, (8,)), {"variant": "tiny"}).build_network(
+        network = create_space("nanogpt", DataShape(vocab, (8,)), {"variant": "tiny"}).build_network(
             {"embed_dim": 12, "num_layers": 1, "num_heads": [2], "mlp_ratio": [2]}
         )
         assert network.tokens.weight.shape[0] == padded
     with pytest.raises(UserError, match="vocab_multiple"):
-        SPACE_REGISTRY["nanogpt"](DataShape(30, (8,)), {"vocab_multiple": 0})
+        create_space("nanogpt", DataShape(30, (8,)), {"vocab_multiple": 0})

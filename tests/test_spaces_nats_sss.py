@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import EntangledConv2d, EntangledLinear, make_sampler
+from tanglenas_cli.nas.entangled import EntangledConv2d, EntangledLinear
 from tanglenas_cli.nas.entangled_norm import EntangledBatchNorm2d
+from tanglenas_cli.nas.samplers import make_sampler
 from tanglenas_cli.spaces.base import DataShape, choices_by_name
 from tanglenas_cli.spaces.nats_sss import WIDTHS, NATSSizeSpace
 
@@ -82,7 +83,7 @@ def test_one_hot_supernet_equals_discrete_network():
 
 
 def test_entangled_batch_norm_mixture_is_the_masked_norm():
-    from tanglenas_cli.nas import Choice
+    from tanglenas_cli.nas.choices import Choice
 
     choice = Choice("width", [2, 4])
     norm = EntangledBatchNorm2d(choice, [2, 4], affine=False)
@@ -96,7 +97,7 @@ def test_entangled_batch_norm_mixture_is_the_masked_norm():
 
 def test_entangled_batch_norm_direct_path_averages_cumulatively_without_momentum():
     """momentum=None (the BN recalibration of the post-hoc search) is a plain mean, as in nn.BatchNorm2d."""
-    from tanglenas_cli.nas import Choice
+    from tanglenas_cli.nas.choices import Choice
 
     choice = Choice("width", [2, 4])
     norm = EntangledBatchNorm2d(choice, [2, 4], affine=False)

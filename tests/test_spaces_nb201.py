@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from support import NB201_CSV
 
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import make_sampler
+from tanglenas_cli.nas.samplers import make_sampler
 from tanglenas_cli.spaces.base import DataShape, choices_by_name
 from tanglenas_cli.spaces.nb201 import EDGE_NAMES, OPS, NB201Space, parse_arch_string
 
-TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201" / "nats_bench_200ep_test.csv"
+TABLE = NB201_CSV
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
 
@@ -168,7 +168,7 @@ def test_search_derive_train_and_eval_use_the_benchmark_network(tmp_path):
 
 def test_networks_trained_before_benchmark_networks_still_load(tmp_path):
     """A checkpoint of the search-settings network (before space_options.network existed) loads as such."""
-    from tanglenas_cli.engine.derive import trained_network
+    from tanglenas_cli.engine.run_models import trained_network
 
     options = {"C": 4, "N": 1}
     older = NB201Space(DataShape(10, (3, 16, 16)), {**options, "network": "supernet"})

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from support import TOY_BENCHMARKS
 
-from tanglenas_cli.benchmarks import load_benchmark
+from tanglenas_cli.benchmarks import KNOWN_TOY_BENCHMARKS, load_benchmark
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import make_sampler
-from tanglenas_cli.spaces import SPACE_REGISTRY
+from tanglenas_cli.nas.samplers import make_sampler
+from tanglenas_cli.spaces import list_spaces
 from tanglenas_cli.spaces.base import DataShape, choices_by_name
 from tanglenas_cli.spaces.toy_cell import ToyCellSpace
 from tanglenas_cli.spaces.toy_conv_macro import ConvMacroSpace
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "toy_benchmarks"
+BENCHMARKS = TOY_BENCHMARKS
 SPACES = {
     "toy_cell": (ToyCellSpace, DataShape(10, (1, 16, 16)), {"C": 4}),
     "toy_conv_macro": (ConvMacroSpace, DataShape(10, (3, 16, 16)), {}),
@@ -30,7 +30,7 @@ def make(name: str):
 
 
 def test_spaces_are_registered():
-    assert {"toy_cell", "toy_conv_macro"} <= set(SPACE_REGISTRY)
+    assert {"toy_cell", "toy_conv_macro"} <= set(list_spaces())
 
 
 def test_invalid_architectures_are_user_errors():
@@ -49,7 +49,7 @@ def test_every_architecture_maps_to_a_benchmark_key(name, size):
     space = make(name)
     keys = [space.benchmark_key(arch) for arch in space.all_architectures()]
     assert len(keys) == len(set(keys)) == size
-    path = BENCHMARKS / space.benchmark_file
+    path = BENCHMARKS / KNOWN_TOY_BENCHMARKS[space.benchmark]
     if not path.is_file():
         pytest.skip(f"benchmark file not found: {path}")
     benchmark = load_benchmark(path)

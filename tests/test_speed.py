@@ -6,22 +6,26 @@ import copy
 
 import pytest
 import torch
-from test_spaces_common import SMALL, batch, loss_of, make
+from support import batch, loss_of, tiny_space
 from torch import nn
 from typer.testing import CliRunner
 
 from tanglenas_cli.cli import app
 from tanglenas_cli.engine.speed import speed_up
-from tanglenas_cli.nas import Choice, EntangledConv2d, MixedOp, Zero, make_sampler
-from tanglenas_cli.nas.pooling import BoxAvgPool2d
+from tanglenas_cli.layers.pooling import BoxAvgPool2d
+from tanglenas_cli.nas.choices import Choice
+from tanglenas_cli.nas.entangled import EntangledConv2d
+from tanglenas_cli.nas.mixed_op import MixedOp, Zero
+from tanglenas_cli.nas.samplers import make_sampler
+from tanglenas_cli.spaces import list_spaces
 from tanglenas_cli.spaces.base import choices_by_name
 
 
 @pytest.mark.parametrize("entangle", [True, False], ids=["we", "ws"])
-@pytest.mark.parametrize("name", list(SMALL))
+@pytest.mark.parametrize("name", list_spaces())
 def test_channels_last_gives_the_same_outputs_and_gradients(name, entangle):
     torch.manual_seed(0)
-    space = make(name)
+    space = tiny_space(name)
     if not entangle and not space.supports_ws:
         pytest.skip(f"{name} has weight entanglement only")
     model = space.build_supernet(entangle)

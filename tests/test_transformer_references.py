@@ -12,9 +12,15 @@ import math
 import torch
 from torch import nn
 
-from tanglenas_cli.nas import EntangledLayerNorm, EntangledLinear, EntangledSelfAttention
-from tanglenas_cli.nas.transformer import EntangledEmbedding, EntangledWidthAttention, RelativePosition2D
-from tanglenas_cli.spaces import SPACE_REGISTRY
+from tanglenas_cli.layers.relative_position import RelativePosition2D
+from tanglenas_cli.nas.entangled import EntangledLinear
+from tanglenas_cli.nas.transformer import (
+    EntangledEmbedding,
+    EntangledLayerNorm,
+    EntangledSelfAttention,
+    EntangledWidthAttention,
+)
+from tanglenas_cli.spaces import create_space
 from tanglenas_cli.spaces.base import DataShape
 
 GPT_ARCH = {"embed_dim": 384, "num_layers": 5, "num_heads": [6, 8, 12, 6, 8], "mlp_ratio": [4, 3, 2, 4, 4]}
@@ -36,11 +42,11 @@ def assert_normal(values: torch.Tensor, std: float, what: str) -> None:
 
 
 def gpt(shape=DataShape(2000, (32,))):
-    return SPACE_REGISTRY["nanogpt"](shape, {"dropout": 0.0})
+    return create_space("nanogpt", shape, {"dropout": 0.0})
 
 
 def autoformer():
-    return SPACE_REGISTRY["autoformer"](DataShape(10, (3, 32, 32)), {"patch_size": 4})
+    return create_space("autoformer", DataShape(10, (3, 32, 32)), {"patch_size": 4})
 
 
 def modules(model: nn.Module, kind: type) -> list:
@@ -112,7 +118,7 @@ def decay_groups(space, model: nn.Module, overrides=()) -> tuple[set[str], set[s
 
 
 def test_nanogpt_decays_linear_weights_only():
-    space = SPACE_REGISTRY["nanogpt"](DataShape(30, (8,)), {"variant": "tiny", "vocab_multiple": 1})
+    space = create_space("nanogpt", DataShape(30, (8,)), {"variant": "tiny", "vocab_multiple": 1})
     arch = {"num_layers": 2, "embed_dim": 12, "num_heads": [2, 3], "mlp_ratio": [3, 2]}
     for model in (space.build_supernet(), space.build_network(arch)):
         kinds = ("attention.qkv_weight", "attention.proj.weight", "fc1.weight", "fc2.weight")
@@ -127,7 +133,7 @@ def test_nanogpt_decays_linear_weights_only():
 
 
 def test_autoformer_exempts_tokens_positions_and_relative_tables():
-    space = SPACE_REGISTRY["autoformer"](DataShape(10, (3, 16, 16)), {"variant": "tiny", "patch_size": 4,
+    space = create_space("autoformer", DataShape(10, (3, 16, 16)), {"variant": "tiny", "patch_size": 4,
                                                                        "head_dim": 8})  # fmt: skip
     arch = {"embed_dim": 16, "depth": 2, "num_heads": [2, 1], "mlp_ratio": [3.0, 2.0]}
     for model in (space.build_supernet(), space.build_network(arch)):

@@ -8,10 +8,10 @@ from pathlib import Path
 from tanglenas_cli.errors import UserError
 
 from .nb201 import NB201Benchmark, load_nb201_benchmark
-from .nb201_keys import NB201_TABLE_FILES
+from .nb201_keys import NB201_BENCHMARKS, NB201_TABLE_FILES, check_key, nb201_benchmark_of_key
 from .tabular import TabularBenchmark
 from .toy import load_toy_benchmark
-from .toy_keys import KNOWN_TOY_BENCHMARKS
+from .toy_keys import KNOWN_TOY_BENCHMARKS, toy_benchmark_of_key
 
 __all__ = [
     "BENCHMARK_LOADERS",
@@ -19,7 +19,8 @@ __all__ = [
     "NB201_TABLE_FILES",
     "NB201Benchmark",
     "TabularBenchmark",
-    "benchmark_spaces",
+    "benchmark_of_key",
+    "check_benchmark_key",
     "default_benchmark_path",
     "load_benchmark",
     "supported_formats",
@@ -64,15 +65,20 @@ def load_benchmark(path: Path) -> TabularBenchmark:
     return loader(path)
 
 
-def benchmark_spaces() -> tuple[str, ...]:
-    """Return the spaces that have a tabular benchmark."""
-    return (*KNOWN_TOY_BENCHMARKS, *NB201_TABLE_FILES)
-
-
-def default_benchmark_path(space: str, data_root: Path) -> Path | None:
-    """Return the prepared benchmark file of `space` under `data_root/benchmarks/`, else None."""
-    file_name = KNOWN_TOY_BENCHMARKS.get(space) or NB201_TABLE_FILES.get(space)
+def default_benchmark_path(benchmark: str, data_root: Path) -> Path | None:
+    """Return the prepared file of `benchmark` (a table's name) under `data_root/benchmarks/`, else None."""
+    file_name = KNOWN_TOY_BENCHMARKS.get(benchmark) or NB201_TABLE_FILES.get(benchmark)
     if file_name is None:
         return None
     candidate = Path(data_root) / "benchmarks" / file_name
     return candidate if candidate.is_file() else None
+
+
+def benchmark_of_key(key: str) -> str | None:
+    """Return the benchmark whose keys look like `key` (toy genotype or list, NB201 or NATS size string)."""
+    return toy_benchmark_of_key(key) or nb201_benchmark_of_key(key)
+
+
+def check_benchmark_key(benchmark: str | None, key: str) -> str:
+    """Return `key` stripped; UserError when it is malformed for `benchmark` (NB201, NATS size check it)."""
+    return check_key(benchmark, key) if benchmark in NB201_BENCHMARKS else key.strip()

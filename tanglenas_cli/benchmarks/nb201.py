@@ -27,13 +27,13 @@ from tanglenas_cli.errors import UserError
 
 from .nb201_keys import (
     KEY_COLUMN,
-    NATS_SSS_SPACE,
+    NATS_SSS_BENCHMARK,
+    NB201_BENCHMARK,
     NB201_DATASETS,
     NB201_OPS,
-    NB201_SPACE,
     check_key,
     column_name,
-    nb201_space_of_key,
+    nb201_benchmark_of_key,
 )
 from .tabular import TabularBenchmark
 
@@ -46,7 +46,7 @@ THIRD_PARTY_COLUMNS: dict[str, str] = {
 }
 
 # Number of architectures in each complete space.
-SPACE_SIZES: dict[str, int] = {NB201_SPACE: 15_625, NATS_SSS_SPACE: 32_768}
+BENCHMARK_SIZES: dict[str, int] = {NB201_BENCHMARK: 15_625, NATS_SSS_BENCHMARK: 32_768}
 
 _DECIMALS = 4
 _OP = "|".join(re.escape(op) for op in NB201_OPS)
@@ -62,20 +62,22 @@ Row = tuple[str, dict[str, float]]
 class RowSource:
     """An NB201 / NATS table read one architecture at a time (so converting never holds the source whole)."""
 
-    space: str
+    benchmark: str  # NB201_BENCHMARK or NATS_SSS_BENCHMARK
     columns: tuple[str, ...]
     rows: Iterator[Row]
     about: str
 
 
-def _valid_key(space: str, key: str) -> bool:
-    """Return whether `key` is a well-formed key of `space` (a fast path for loading whole tables)."""
-    pattern = _FAST_SSS_KEY if space == NATS_SSS_SPACE else _FAST_NB201_KEY
+def _valid_key(benchmark: str, key: str) -> bool:
+    """Return whether `key` is a well-formed key of `benchmark` (a fast path for loading whole tables)."""
+    pattern = _FAST_SSS_KEY if benchmark == NATS_SSS_BENCHMARK else _FAST_NB201_KEY
     return pattern.match(key) is not None
 
 
 class NB201Benchmark(TabularBenchmark):
-    """NAS-Bench-201 (`name` 'nb201') or NATS size (`name` 'nats_sss') accuracies per dataset and split.
+    """NAS-Bench-201 or NATS size accuracies per dataset and split.
+
+    `name` is NB201_BENCHMARK or NATS_SSS_BENCHMARK.
 
     Keys are the official architecture strings; a malformed one is a UserError that says the expected form.
     Metrics are the columns `{dataset}_{split}` (see the module docstring), all in percent, higher is better.
@@ -91,7 +93,7 @@ class NB201Benchmark(TabularBenchmark):
         return tuple(dataset for dataset in NB201_DATASETS if column_name(dataset, "test") in metrics)
 
     def check_key(self, key: str) -> str:
-        """Return `key` stripped if it is a well-formed key of this benchmark's space; UserError otherwise."""
+        """Return `key` stripped if it is a well-formed key of this benchmark; UserError otherwise."""
         return check_key(self.name, key)
 
     def query(self, key: str) -> dict[str, Any]:
@@ -167,7 +169,7 @@ class NB201Benchmark(TabularBenchmark):
 
     def _missing_hint(self, key: str) -> str:
         """Explain a well-formed key that is absent: the table covers only part of the space."""
-        full = SPACE_SIZES.get(self.name)
+        full = BENCHMARK_SIZES.get(self.name)
         if full is not None and len(self) < full:
             held = f"{len(self):,} of {full:,}"
             return f"; it is a well-formed {self.name} string, but this table holds only {held}"
@@ -196,7 +198,7 @@ def load_nb201_benchmark(path: Path) -> NB201Benchmark:
         entries[key] = row
     if not entries:
         raise UserError(f"{path} holds no architectures")
-    return NB201Benchmark(source.space, path, entries)
+    return NB201Benchmark(source.benchmark, path, entries)
 
 
 def open_table_source(path: Path) -> RowSource:
@@ -260,13 +262,13 @@ def _read_csv_head(path: Path) -> tuple[list[str], list[str]]:
 
 
 def _parse_row(
-    path: Path, line: int, space: str, key: str, values: list[tuple[str, Any]]
+    path: Path, line: int, benchmark: str, key: str, values: list[tuple[str, Any]]
 ) -> tuple[str, dict[str, float]]:
     """Validate one row's key and turn its metric cells into floats (empty or None cells are skipped)."""
     key = key.strip()
-    if not _valid_key(space, key):
+    if not _valid_key(benchmark, key):
         try:
-            check_key(space, key)
+            check_key(benchmark, key)
         except UserError as error:
             raise UserError(f"{path} row {line}: {error}") from None
     row: dict[str, float] = {}
@@ -286,25 +288,25 @@ def _parse_row(
     return key, row
 
 
-def _table_space(path: Path, about: str, first_key: str) -> str:
-    """Return the space ('nb201' or 'nats_sss') of a table from its kind and first key, else UserError."""
+def _table_benchmark(path: Path, about: str, first_key: str) -> str:
+    """Return the benchmark of a table from its kind and first key; else UserError."""
     key = first_key.strip()
     if about == THIRD_PARTY_ABOUT or not key:
-        return NB201_SPACE  # the third-party CSV only covers NB201; an empty table fails later
-    space = nb201_space_of_key(key)
-    if space is None:
+        return NB201_BENCHMARK  # the third-party CSV only covers NB201; an empty table fails later
+    benchmark = nb201_benchmark_of_key(key)
+    if benchmark is None:
         raise UserError(
             f"{path}: the first architecture {key[:200]!r} is neither an NB201 string (|op~0|+|...|) "
             "nor a NATS size string (c1:c2:c3:c4:c5)"
         )
-    return space
+    return benchmark
 
 
 def _csv_source(path: Path) -> RowSource:
     """Return the rows of a compact or third-party CSV table."""
     header, first_row = _read_csv_head(path)
     key_index, plan, about = _column_plan(header, path)
-    space = _table_space(path, about, first_row[key_index] if len(first_row) > key_index else "")
+    benchmark = _table_benchmark(path, about, first_row[key_index] if len(first_row) > key_index else "")
     width = max([key_index, *(index for index, _ in plan)]) + 1
 
     def rows() -> Iterator[Row]:
@@ -320,14 +322,14 @@ def _csv_source(path: Path) -> RowSource:
                     yield _parse_row(
                         path,
                         line,
-                        space,
+                        benchmark,
                         cells[key_index],
                         [(metric, cells[index]) for index, metric in plan],
                     )
         except (OSError, UnicodeDecodeError, csv.Error) as error:
             raise UserError(f"cannot read {path}: {error}") from None
 
-    return RowSource(space, tuple(metric for _, metric in plan), rows(), about)
+    return RowSource(benchmark, tuple(metric for _, metric in plan), rows(), about)
 
 
 def _parquet_source(path: Path) -> RowSource:
@@ -347,11 +349,11 @@ def _parquet_source(path: Path) -> RowSource:
     except Exception as error:
         raise UserError(f"cannot read {path}: {' '.join(str(error).split())}") from None
     keys = [str(key) for key in columns[header[key_index]]]
-    space = _table_space(path, about, keys[0] if keys else "")
+    benchmark = _table_benchmark(path, about, keys[0] if keys else "")
 
     def rows() -> Iterator[Row]:
         for position, key in enumerate(keys):
             cells = [(metric, columns[header[index]][position]) for index, metric in plan]
-            yield _parse_row(path, position + 1, space, key, cells)
+            yield _parse_row(path, position + 1, benchmark, key, cells)
 
-    return RowSource(space, tuple(metric for _, metric in plan), rows(), about)
+    return RowSource(benchmark, tuple(metric for _, metric in plan), rows(), about)

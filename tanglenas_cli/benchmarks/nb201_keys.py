@@ -12,9 +12,10 @@ import re
 
 from tanglenas_cli.errors import UserError
 
-NB201_SPACE = "nb201"
-NATS_SSS_SPACE = "nats_sss"
-NB201_SPACES: tuple[str, ...] = (NB201_SPACE, NATS_SSS_SPACE)
+# The names of the two benchmarks (the `name` of their loaded tables).
+NB201_BENCHMARK = "NAS-Bench-201"
+NATS_SSS_BENCHMARK = "NATS-Bench size"
+NB201_BENCHMARKS: tuple[str, ...] = (NB201_BENCHMARK, NATS_SSS_BENCHMARK)
 
 # The operation names of the topology space, in the official order.
 NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -36,8 +37,8 @@ NB201_COLUMNS: tuple[str, ...] = tuple(
 )
 KEY_COLUMN = "arch"
 
-# Prepared table file of each space under `data_root/benchmarks/`.
-NB201_TABLE_FILES: dict[str, str] = {NB201_SPACE: "nb201.csv", NATS_SSS_SPACE: "nats_sss.csv"}
+# Prepared table file of each benchmark under `data_root/benchmarks/`.
+NB201_TABLE_FILES: dict[str, str] = {NB201_BENCHMARK: "nb201.csv", NATS_SSS_BENCHMARK: "nats_sss.csv"}
 
 _NB201_EXPECTED = (
     f"expected the NB201 form |op~0|+|op~0|op~1|+|op~0|op~1|op~2| with each op one of {', '.join(NB201_OPS)}"
@@ -75,14 +76,6 @@ def nb201_key_problem(key: str) -> str | None:
     return None
 
 
-def check_nb201_key(key: str) -> str:
-    """Return `key` without surrounding blanks if it is a well-formed NB201 string; UserError otherwise."""
-    problem = nb201_key_problem(key)
-    if problem is not None:
-        raise UserError(f"malformed NB201 architecture string {_quoted(key)}: {problem}; {_NB201_EXPECTED}")
-    return key.strip()
-
-
 def nats_sss_key_problem(key: str) -> str | None:
     """Return why `key` is not a well-formed NATS size string, or None when it is one."""
     parts = key.strip().split(":")
@@ -94,26 +87,23 @@ def nats_sss_key_problem(key: str) -> str | None:
     return None
 
 
-def check_nats_sss_key(key: str) -> str:
-    """Return `key` without surrounding blanks if it is a well-formed NATS size string; else UserError."""
-    problem = nats_sss_key_problem(key)
+def check_key(benchmark: str, key: str) -> str:
+    """Validate `key` as an architecture string of `benchmark` (NB201 or NATS size); return it stripped."""
+    sss = benchmark == NATS_SSS_BENCHMARK
+    problem = (nats_sss_key_problem if sss else nb201_key_problem)(key)
     if problem is not None:
-        raise UserError(f"malformed NATS size architecture string {_quoted(key)}: {problem}; {_SSS_EXPECTED}")
+        what, expected = ("NATS size", _SSS_EXPECTED) if sss else ("NB201", _NB201_EXPECTED)
+        raise UserError(f"malformed {what} architecture string {_quoted(key)}: {problem}; {expected}")
     return key.strip()
 
 
-def check_key(space: str, key: str) -> str:
-    """Validate `key` as an architecture string of `space` ('nb201' or 'nats_sss'); return it stripped."""
-    return check_nats_sss_key(key) if space == NATS_SSS_SPACE else check_nb201_key(key)
-
-
-def nb201_space_of_key(key: str) -> str | None:
-    """Return 'nb201' or 'nats_sss' when `key` looks like (may not be) one of their strings, else None."""
+def nb201_benchmark_of_key(key: str) -> str | None:
+    """Return the benchmark (NB201 or NATS size) whose strings `key` looks like (may not be), else None."""
     text = key.strip()
     if text.startswith("|"):
-        return NB201_SPACE
+        return NB201_BENCHMARK
     if _SSS_PATTERN.match(text):
-        return NATS_SSS_SPACE
+        return NATS_SSS_BENCHMARK
     return None
 
 

@@ -29,12 +29,12 @@ from tanglenas_cli.errors import UserError
 
 from .nb201 import RowSource
 from .nb201_keys import (
-    NATS_SSS_SPACE,
+    NATS_SSS_BENCHMARK,
+    NB201_BENCHMARK,
     NB201_COLUMNS,
-    NB201_SPACE,
     check_key,
     column_name,
-    nb201_space_of_key,
+    nb201_benchmark_of_key,
 )
 
 INSTALL_HINT = "pip install 'tanglenas[nb201]' (or: pip install nats_bench nas-bench-201)"
@@ -48,7 +48,7 @@ OFFICIAL_DATASETS: dict[str, str] = {
 CIFAR10_VALID_DATASET = "cifar10-valid"
 # The training schedule queried in each NATS space: 200 epochs (topology), 90 epochs (size).
 NATS_HPS: dict[str, str] = {"tss": "200", "sss": "90"}
-NATS_SPACES: dict[str, str] = {"tss": NB201_SPACE, "sss": NATS_SSS_SPACE}
+NATS_BENCHMARKS: dict[str, str] = {"tss": NB201_BENCHMARK, "sss": NATS_SSS_BENCHMARK}
 NATS_META_FILE = "meta.pickle.pbz2"
 _NATS_ARCH_FILE = re.compile(r"^(\d+)\.pickle\.pbz2$")
 
@@ -124,7 +124,7 @@ def open_nats_api(directory: Path) -> tuple[Any, str]:
             first = str(api.meta_archs[0]) if len(api) else ""
         except Exception as error:  # nats_bench raises assertions, ValueError, OSError, pickle errors
             raise UserError(f"nats_bench cannot open {directory}: {_one_line(error)}") from None
-        found = "sss" if nb201_space_of_key(first) == NATS_SSS_SPACE else "tss"
+        found = "sss" if nb201_benchmark_of_key(first) == NATS_SSS_BENCHMARK else "tss"
         if found == kind:
             return api, kind
         kind = found
@@ -161,7 +161,7 @@ def _forget(api: Any, index: int) -> None:
 def nats_source(directory: Path) -> RowSource:
     """Return the rows of a NATS-Bench `simple` folder (tss: NB201 strings; sss: size strings), one by one."""
     api, kind = open_nats_api(directory)
-    space, hp = NATS_SPACES[kind], NATS_HPS[kind]
+    benchmark, hp = NATS_BENCHMARKS[kind], NATS_HPS[kind]
     indices = nats_architecture_indices(directory)
     if not indices:
         raise UserError(f"{directory} holds no architecture files (NNNNNN.pickle.pbz2)")
@@ -175,7 +175,7 @@ def nats_source(directory: Path) -> RowSource:
     def rows() -> Iterator[tuple[str, dict[str, float]]]:
         for index in indices:
             try:
-                key = check_key(space, str(api.arch(index)))
+                key = check_key(benchmark, str(api.arch(index)))
                 row = nats_row(api, index, hp)
             except UserError:
                 raise
@@ -191,7 +191,7 @@ def nats_source(directory: Path) -> RowSource:
             yield key, row
 
     return RowSource(
-        space, NB201_COLUMNS, rows(), f"NATS-Bench {kind} folder ({len(indices):,} architectures)"
+        benchmark, NB201_COLUMNS, rows(), f"NATS-Bench {kind} folder ({len(indices):,} architectures)"
     )
 
 
@@ -241,7 +241,7 @@ def nb201_pth_source(path: Path) -> RowSource:
         for index in sorted(infos):
             info = infos.pop(index)  # drop each architecture once read
             try:
-                key = check_key(NB201_SPACE, str(meta_archs[index]))
+                key = check_key(NB201_BENCHMARK, str(meta_archs[index]))
                 results = ArchResults.create_from_state_dict(info["full"])
             except UserError as error:
                 raise UserError(f"{path}: architecture {index}: {error}") from None
@@ -256,4 +256,6 @@ def nb201_pth_source(path: Path) -> RowSource:
                 raise UserError(f"{path}: architecture {index} has no 200-epoch accuracies")
             yield key, row
 
-    return RowSource(NB201_SPACE, NB201_COLUMNS, rows(), f"NAS-Bench-201 file ({len(infos):,} architectures)")
+    return RowSource(
+        NB201_BENCHMARK, NB201_COLUMNS, rows(), f"NAS-Bench-201 file ({len(infos):,} architectures)"
+    )

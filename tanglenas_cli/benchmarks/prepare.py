@@ -187,7 +187,7 @@ def prepare_nb201_benchmark(data_root: Path, source: Path | None) -> str:
     rows = open_table_source(source)
     target_dir = benchmarks_dir(data_root)
     _make_target_dir(target_dir)
-    target = target_dir / NB201_TABLE_FILES[rows.space]
+    target = target_dir / NB201_TABLE_FILES[rows.benchmark]
     temporary: Path | None = None
     try:
         try:
@@ -217,7 +217,7 @@ def prepare_nb201_benchmark(data_root: Path, source: Path | None) -> str:
                 temporary.unlink()
         raise
     return (
-        f"{rows.space} benchmark table written to {target}: {count:,} architectures from {rows.about} "
+        f"{target.stem} benchmark table written to {target}: {count:,} architectures from {rows.about} "
         f"({source}); columns {', '.join(rows.columns)}"
     )
 
@@ -235,3 +235,10 @@ def _write_table(
         seen.add(key)
         writer.writerow([key, *(repr(row[column]) if column in row else "" for column in columns)])
     return len(seen)
+
+
+# `tanglenas prepare-data NAME` steps that fetch benchmark files rather than a dataset.
+BENCHMARK_PREPARE_STEPS: dict[str, Callable[[Path, Path | None], str]] = {
+    "toy-benchmarks": prepare_toy_benchmarks,
+    "nb201-bench": prepare_nb201_benchmark,
+}

@@ -11,7 +11,7 @@ from typing import Any
 
 from tanglenas_cli.errors import UserError
 
-from .toy_keys import KNOWN_TOY_BENCHMARKS, toy_space_of_key
+from .toy_keys import KNOWN_TOY_BENCHMARKS, toy_benchmark_of_key
 
 _MAX_KEY_IN_MESSAGE = 300
 
@@ -35,7 +35,10 @@ def _short(key: str) -> str:
 
 
 class TabularBenchmark:
-    """Metrics of every architecture of a search space, keyed by the architecture's benchmark key."""
+    """Metrics of every architecture of a search space, keyed by the architecture's benchmark key.
+
+    ``name`` says which benchmark it is (a space names its benchmark the same way).
+    """
 
     def __init__(self, name: str, path: Path, entries: Mapping[str, Mapping[str, Any]]) -> None:
         self.name = name
@@ -137,12 +140,12 @@ class TabularBenchmark:
         if not self.entries:
             return "; the benchmark is empty"
         example = next(iter(self.entries))
-        key_space = toy_space_of_key(key)
-        own_space = toy_space_of_key(example)
-        if key_space is not None and own_space is not None and key_space != own_space:
+        key_benchmark = toy_benchmark_of_key(key)
+        own_benchmark = toy_benchmark_of_key(example)
+        if key_benchmark is not None and own_benchmark is not None and key_benchmark != own_benchmark:
             return (
-                f"; the key looks like a {key_space} architecture, whose benchmark is "
-                f"{KNOWN_TOY_BENCHMARKS[key_space]}, not this {own_space} benchmark"
+                f"; the key looks like a {key_benchmark} architecture, whose benchmark is "
+                f"{KNOWN_TOY_BENCHMARKS[key_benchmark]}, not this {own_benchmark} benchmark"
             )
         compact = "".join(key.split())
         for candidate in self.entries:

@@ -8,7 +8,7 @@ from tanglenas_cli.errors import UserError
 
 from .safe_pickle import load_pickle
 from .tabular import TabularBenchmark
-from .toy_keys import toy_space_of_file
+from .toy_keys import toy_benchmark_of_file
 
 
 def load_toy_benchmark(path: Path) -> TabularBenchmark:
@@ -32,5 +32,5 @@ def load_toy_benchmark(path: Path) -> TabularBenchmark:
                 f"{path} is not a toy benchmark: the value of {key[:200]!r} is a {type(row).__name__}, "
                 "expected a dict of metrics"
             )
-    name = toy_space_of_file(path.name) or path.stem
+    name = toy_benchmark_of_file(path.name) or path.stem
     return TabularBenchmark(name, path, data)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-# Search space name -> benchmark file name (as in the original repository's `toy_benchmarks/` folder).
+TOY_CELL_BENCHMARK = "toy cell"
+TOY_CONV_MACRO_BENCHMARK = "toy conv-macro"
+# Benchmark name -> file name (as in the original repository's `toy_benchmarks/` folder).
 KNOWN_TOY_BENCHMARKS: dict[str, str] = {
-    "toy_cell": "entangled_cell_ss_benchmark.pkl",
-    "toy_conv_macro": "conv_macro_bench.pkl",
+    TOY_CELL_BENCHMARK: "entangled_cell_ss_benchmark.pkl",
+    TOY_CONV_MACRO_BENCHMARK: "conv_macro_bench.pkl",
 }
 
 # Number of architectures in each complete toy benchmark file.
@@ -15,19 +17,19 @@ TOY_BENCHMARK_SIZES: dict[str, int] = {
 }
 
 
-def toy_space_of_key(key: str) -> str | None:
-    """Return the toy space whose benchmark keys look like `key` ('toy_cell', 'toy_conv_macro'), else None."""
+def toy_benchmark_of_key(key: str) -> str | None:
+    """Return the toy benchmark whose keys look like `key` (a cell genotype, a conv-macro list), else None."""
     text = key.strip()
     if text.startswith("Genotype("):
-        return "toy_cell"
+        return TOY_CELL_BENCHMARK
     if text.startswith("[[") and text.endswith("]]"):
-        return "toy_conv_macro"
+        return TOY_CONV_MACRO_BENCHMARK
     return None
 
 
-def toy_space_of_file(file_name: str) -> str | None:
-    """Return the toy space whose benchmark file is named `file_name`, else None."""
-    for space, known_name in KNOWN_TOY_BENCHMARKS.items():
+def toy_benchmark_of_file(file_name: str) -> str | None:
+    """Return the toy benchmark whose file is named `file_name`, else None."""
+    for benchmark, known_name in KNOWN_TOY_BENCHMARKS.items():
         if known_name == file_name:
-            return space
+            return benchmark
     return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,9 +45,12 @@ def _to_tensor(images: np.ndarray, size: int, channels: int) -> torch.Tensor:
 
 
 def build_digits(
-    options: Mapping[str, Any] | None = None,
+    data_root: Path | None = None, options: Mapping[str, Any] | None = None, augment: bool = False
 ) -> tuple[InMemoryDataset, InMemoryDataset, DatasetInfo]:
-    """Return (train, test, info) for the digits: fixed 80/20 split, resized to `size`, `channels` copies."""
+    """Return (train, test, info) for the digits: fixed 80/20 split, resized to `size`, `channels` copies.
+
+    They ship with scikit-learn and are not augmented: `data_root` and `augment` are not used.
+    """
     settings = read_options(NAME, options, DEFAULTS)
     size = int_option(NAME, "size", settings["size"], minimum=1)
     channels = int_option(NAME, "channels", settings["channels"], minimum=1)

@@ -55,9 +55,9 @@ def _open(root: Path, train: bool, transform: Any = None) -> FashionMNIST:
 
 
 def build_fashion_mnist(
-    data_root: Path, options: Mapping[str, Any] | None = None
+    data_root: Path, options: Mapping[str, Any] | None = None, augment: bool = False
 ) -> tuple[FashionMNIST, FashionMNIST, DatasetInfo]:
-    """Return (train, test, info): ToTensor + Normalize(0.2859, 0.3530), no augmentation."""
+    """Return (train, test, info): ToTensor + Normalize(0.2859, 0.3530), not augmented (`augment` unused)."""
     read_options(NAME, options, {})
     raw = raw_folder(data_root)
     if not all((raw / name).is_file() for name in IDX_FILES):

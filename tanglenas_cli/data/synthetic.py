@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,9 +37,12 @@ def _draw(
 
 
 def build_synthetic(
-    options: Mapping[str, Any] | None = None,
+    data_root: Path | None = None, options: Mapping[str, Any] | None = None, augment: bool = False
 ) -> tuple[InMemoryDataset, InMemoryDataset, DatasetInfo]:
-    """Return (train, test, info) of generated, class-balanced, learnable images; deterministic per `seed`."""
+    """Return (train, test, info) of generated, class-balanced, learnable images; deterministic per `seed`.
+
+    Generated in memory and not augmented: `data_root` and `augment` are not used.
+    """
     settings = read_options(NAME, options, DEFAULTS)
     num_classes = int_option(NAME, "num_classes", settings["num_classes"], minimum=2)
     size = int_option(NAME, "size", settings["size"], minimum=1)

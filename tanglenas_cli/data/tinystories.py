@@ -272,12 +272,15 @@ def _held_out(count: int, val_portion: float) -> int:
 
 
 def prepare_tinystories(data_root: Path, source: Path | None = None, tokenizer: str = "gpt2",
-                        tokenizer_file: Path | None = None, val_portion: float = 0.1) -> str:  # fmt: skip
+                        tokenizer_file: Path | None = None, val_portion: float = 0.1,
+                        name: str | None = None) -> str:  # fmt: skip
     """Tokenise TinyStories (the Hub, or ``source``: a local file or folder) into DATA_ROOT/tinystories.
 
     Return a one-line summary. ``val_portion`` of the stories is held out only when the source has no
     validation part. An earlier prepared copy is replaced only once the new one is complete.
     """
+    if name is not None:
+        raise UserError("--name applies to text corpora only; tinystories goes to DATA_ROOT/tinystories")
     if not 0 < val_portion < 1:
         raise UserError(f"--val-portion must be in (0, 1), got {val_portion}")
     data_root = Path(data_root).expanduser()

@@ -138,9 +138,11 @@ def _load(folder: Path, split: str, dataset: str, data_root: Path) -> np.ndarray
 
 
 def build_token_datasets(
-    dataset: str, data_root: Path, options: Mapping[str, Any] | None = None
+    dataset: str, data_root: Path, options: Mapping[str, Any] | None = None, augment: bool = False
 ) -> tuple[TokenWindows, TokenBlocks, DatasetInfo]:
     """Return (training windows of train.bin, evaluation blocks of val.bin, info) of a token corpus.
+
+    Token windows are never augmented (`augment` is not used).
 
     ``info.num_classes`` is the vocabulary size and ``info.input_shape`` is ``(block_size,)``.
     Options: ``block_size`` (default 224) and, for ``text``, ``name`` (the corpus under DATA_ROOT/text).

@@ -5,18 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tanglenas_cli.benchmarks import NB201Benchmark, load_benchmark
-from tanglenas_cli.benchmarks.nb201_keys import NB201_SPACES, check_key, nb201_space_of_key
-from tanglenas_cli.benchmarks.toy_keys import toy_space_of_key
+from tanglenas_cli.benchmarks import NB201Benchmark, check_benchmark_key
 from tanglenas_cli.engine import run_dir as files
+from tanglenas_cli.engine.lookup import guess_space_of_key, load_space_benchmark, space_of_table
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.names import SPACES
+from tanglenas_cli.spaces import create_space, space_class
 from tanglenas_cli.yamlio import read_yaml_mapping
-
-
-def guess_space_of_key(key: str) -> str | None:
-    """Return the space whose benchmark keys look like `key` (toy, NB201 or NATS size), else None."""
-    return toy_space_of_key(key) or nb201_space_of_key(key)
 
 
 def _run_dataset(arch_file: Path, stored: dict[str, Any]) -> str | None:
@@ -35,35 +29,24 @@ def _run_dataset(arch_file: Path, stored: dict[str, Any]) -> str | None:
 def resolve_target(target: Path | str, space: str | None = None) -> tuple[str | None, str, str | None]:
     """Return (space, benchmark key, the run's dataset or None) for a run directory, an arch.yaml or a string.
 
-    Strings of NB201 / NATS size spaces are checked for their form here, before any benchmark is loaded.
+    A string is checked for the form of its space's keys here, before any benchmark is loaded.
     """
     if isinstance(target, Path):
-        # Imported here: the spaces import torch, which a string look-up does not need (start-up time).
-        from tanglenas_cli.spaces import SPACE_REGISTRY
-        from tanglenas_cli.spaces.base import NO_DATA
-
         arch_file = target / files.ARCH if target.is_dir() else target
         stored = files.read_arch(arch_file)
         name = stored["space"]
-        if name not in SPACE_REGISTRY:
-            raise UserError(f"{arch_file}: unknown space {name!r}")
-        key = SPACE_REGISTRY[name](NO_DATA, stored.get("space_options") or {}).benchmark_key(
-            stored["architecture"]
-        )
+        try:
+            key = create_space(name, options=stored.get("space_options") or {}).benchmark_key(
+                stored["architecture"]
+            )
+        except UserError as error:
+            raise UserError(f"{arch_file}: {error}") from None
         if key is None:
             raise UserError(f"space {name!r} has no tabular benchmark")
         return name, key, _run_dataset(arch_file, stored)
     name = space or guess_space_of_key(target)
-    key = target.strip()
-    if name in NB201_SPACES:
-        key = check_key(name, key)
+    key = check_benchmark_key(space_class(name).benchmark if name else None, target)
     return name, key, None
-
-
-def benchmark_key_of(target: Path | str, space: str | None = None) -> tuple[str | None, str]:
-    """Return (space, benchmark key) for a run directory, an arch.yaml, or a key string."""
-    name, key, _ = resolve_target(target, space)
-    return name, key
 
 
 def run_bench_query(
@@ -76,10 +59,9 @@ def run_bench_query(
     arch.yaml, else cifar10) picks the headline ``test_acc`` / ``rank`` / ``percentile`` / ``best_test_acc``.
     """
     name, key, run_dataset = resolve_target(target, space)
-    table = load_benchmark(benchmark)
-    if name is not None and table.name in SPACES and table.name != name:
-        raise UserError(f"{benchmark} is the benchmark of space {table.name!r}, not {name!r}")
-    result: dict[str, Any] = {"benchmark": str(benchmark), "space": table.name, "key": key}
+    table = load_space_benchmark(benchmark, name)
+    result: dict[str, Any] = {"benchmark": str(benchmark), "space": space_of_table(table) or table.name,
+                              "key": key}  # fmt: skip
     if isinstance(table, NB201Benchmark):
         table.query(key)  # a missing architecture fails here, before any ranking
         result.update(table.report(key, dataset=dataset, run_dataset=run_dataset))

@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tanglenas_cli.benchmarks import NB201Benchmark, benchmark_spaces, load_benchmark
+from tanglenas_cli.benchmarks import NB201Benchmark
 from tanglenas_cli.config import load_config
 from tanglenas_cli.engine import run_dir as files
+from tanglenas_cli.engine.lookup import benchmark_spaces, load_space_benchmark
 from tanglenas_cli.errors import UserError
 
 RESULT = "correlate.json"
@@ -105,9 +106,10 @@ def run_correlate(run_dir: Path, benchmark: Path, samples: int = 100, batches: i
     """Score ``samples`` architectures on the supernet of ``run_dir`` and compare with ``benchmark``."""
     import torch
 
-    from tanglenas_cli.engine.derive import load_supernet
     from tanglenas_cli.engine.factory import load_search_data
     from tanglenas_cli.engine.posthoc import GenomeDrawer, SupernetScorer, scoring_batches
+    from tanglenas_cli.engine.run_models import load_supernet
+    from tanglenas_cli.engine.task import task_of
     from tanglenas_cli.spaces.base import choices_by_name
 
     cfg = load_config(run_dir)
@@ -116,9 +118,7 @@ def run_correlate(run_dir: Path, benchmark: Path, samples: int = 100, batches: i
         raise UserError(
             f"space {cfg.space!r} has no tabular benchmark; correlate works on {', '.join(with_benchmark)}"
         )
-    table = load_benchmark(benchmark)
-    if table.name in with_benchmark and table.name != cfg.space:
-        raise UserError(f"{benchmark} is the benchmark of space {table.name!r}, not {cfg.space!r}")
+    table = load_space_benchmark(benchmark, cfg.space)
     metric = "test_acc"
     if isinstance(table, NB201Benchmark):
         dataset = table.headline_dataset(dataset, run_dataset=cfg.dataset)
@@ -150,7 +150,7 @@ def run_correlate(run_dir: Path, benchmark: Path, samples: int = 100, batches: i
     stats = rank_agreement([p["supernet"] for p in points], [p["benchmark"] for p in points], k)
     picked = max(points, key=lambda p: p["supernet"])
     values = sorted((p["benchmark"] for p in points), reverse=True)
-    score_name = "minus loss" if space.task == "language_model" else "top-1 (%)"
+    score_name = task_of(space).score_name
     result: dict[str, Any] = {
         "run_dir": str(run_dir),
         "space": cfg.space,

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tanglenas_cli.names import DATASETS
+from tanglenas_cli.data.registry import list_datasets
 from tanglenas_cli.paths import DATA_ROOT_ENV, default_data_root
 
 PACKAGES = ("tanglenas", "torch", "torchvision", "accelerate", "timm", "numpy", "pydantic", "typer", "wandb")
@@ -71,7 +71,7 @@ def _accelerate_config() -> dict[str, Any]:
 def _data(data_root: Path, origin: str) -> dict[str, Any]:
     from tanglenas_cli.data.paths import dataset_dir
 
-    found = [name for name in DATASETS if dataset_dir(data_root, name).exists()]
+    found = [name for name in list_datasets() if dataset_dir(data_root, name).exists()]
     bench_dir = data_root / "benchmarks"
     benchmarks = sorted(p.name for p in bench_dir.iterdir()) if bench_dir.is_dir() else []
     return {

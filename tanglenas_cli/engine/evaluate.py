@@ -6,18 +6,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 
-from tanglenas_cli.config import RunConfig, resolve_data_root, validate_config
-from tanglenas_cli.data import build_datasets, search_splits
-from tanglenas_cli.data.tokens import TokenWindows
+from tanglenas_cli.config import resolve_data_root, validate_config
+from tanglenas_cli.data.splits import eval_data
 from tanglenas_cli.engine import run_dir as files
 from tanglenas_cli.engine.checkpoint import load_checkpoint
-from tanglenas_cli.engine.derive import space_from_state, trained_network
-from tanglenas_cli.engine.evaluation import count_parameters, evaluate
 from tanglenas_cli.engine.flops import count_flops
 from tanglenas_cli.engine.loaders import epoch_loader
-from tanglenas_cli.engine.train import holdout_split
+from tanglenas_cli.engine.metrics import count_parameters, evaluate
+from tanglenas_cli.engine.run_models import space_from_state, trained_network
+from tanglenas_cli.engine.task import task_of
 from tanglenas_cli.errors import UserError
 
 
@@ -45,8 +43,7 @@ def run_eval(
         if len(shape) != 3:
             raise UserError("--image-size applies to image datasets; this checkpoint reads tokens")
         options["size"], shape = image_size, [shape[0], image_size, image_size]
-    train_set, test_set, _ = build_datasets(cfg.dataset, root, options, augment=False)
-    dataset = test_set if split == "test" else validation_split(cfg, train_set, root)
+    dataset = eval_data(cfg.dataset, root, options, split, cfg.val_portion, cfg.train_portion)
     if len(dataset) == 0:
         raise UserError(f"the {split} split of {cfg.dataset} is empty")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -69,20 +66,7 @@ def run_eval(
         "split": split,
         "samples": len(dataset),
     }
-    if "perplexity" in metrics:  # a language model: per-token loss, perplexity and next-token accuracy
-        result.update({
-            "tokens": len(dataset) * int(state["data_shape"]["input_shape"][0]),
-            "loss": round(metrics["loss"], 5),
-            "perplexity": round(metrics["perplexity"], 3),
-            "token_top1": round(metrics["top1"], 3),
-            "token_top5": round(metrics["top5"], 3),
-        })  # fmt: skip
-    else:
-        result.update({
-            "top1": round(metrics["top1"], 3),
-            "top5": round(metrics["top5"], 3),
-            "loss": round(metrics["loss"], 5),
-        })  # fmt: skip
+    result.update(task_of(space).report(metrics, len(dataset), space.data))
     result["params"] = count_parameters(model)
     # multiply-adds of one input at the trained resolution (one block of tokens for language models)
     at_size = space_from_state(
@@ -91,14 +75,3 @@ def run_eval(
     result["macs"] = count_flops(at_size, model) // 2
     result["input"] = "x".join(str(v) for v in shape)
     return result
-
-
-def validation_split(cfg: RunConfig, train_set: Dataset, root: Path) -> Dataset:
-    """Return the validation split of a trained run: its ``val_portion`` hold-out, else the search's
-    arch split (the last ``1 - train_portion`` of the training data), without augmentation."""
-    if cfg.val_portion > 0:
-        held = holdout_split(cfg, train_set, root)[1]
-        assert held is not None
-        return held
-    rest = search_splits(train_set, cfg.train_portion)[1]
-    return rest.blocks() if isinstance(rest, TokenWindows) else rest

@@ -3,91 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import torch
 from timm.scheduler import CosineLRScheduler
 from torch import nn
-from torch.utils.data import Dataset, Subset
 
-from tanglenas_cli.config import RunConfig, resolve_data_root
-from tanglenas_cli.data import DatasetInfo, build_datasets, search_splits
-from tanglenas_cli.data.tokens import TokenWindows
-from tanglenas_cli.engine.evaluation import flatten_tokens
+from tanglenas_cli.config import MixupConfig, RunConfig, resolve_data_root
+from tanglenas_cli.data.info import DatasetInfo
+from tanglenas_cli.data.registry import training_input_sizes
+from tanglenas_cli.data.splits import SearchData, search_data
+from tanglenas_cli.engine.metrics import flatten_tokens
+from tanglenas_cli.engine.task import task_of
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import Sampler, SubsetSPOSSampler, make_sampler, weight_parameters
-from tanglenas_cli.spaces import SPACE_REGISTRY
+from tanglenas_cli.nas.choices import weight_parameters
+from tanglenas_cli.nas.samplers import Sampler, SPOSSampler, SubsetSPOSSampler, sampler_class
+from tanglenas_cli.spaces import create_space
 from tanglenas_cli.spaces.base import DataShape, SearchSpace
 
 
-@dataclass
-class SearchData:
-    """The three splits of a search: weights (augmented), arch (augmented), and arch for validation.
-
-    With no arch split (``train_portion=1`` under ``search_strategy=simultaneous``) the search
-    validates on the dataset's test split (``valid_is_test``): it reports those numbers, but nothing
-    may select an architecture on them.
-    """
-
-    weight_split: Dataset
-    arch_split: Dataset
-    valid_split: Dataset
-    info: DatasetInfo
-    valid_is_test: bool = False
-
-
-def arch_holdout(size: int, arch_split_size: int) -> tuple[list[int], list[int]]:
-    """Return (weight indices, arch indices): ``arch_split_size`` of ``range(size)`` drawn with seed 0.
-
-    The arch indices keep their random order (a partial validation pass still sees every class); the
-    weight indices, the rest, are sorted.
-    """
-    if arch_split_size >= size:
-        raise UserError(
-            f"arch_split_size={arch_split_size} must be below the {size:,} training items"
-            " (the rest trains the weights)"
-        )
-    order = torch.randperm(size, generator=torch.Generator().manual_seed(0))
-    held = order[:arch_split_size].tolist()
-    return sorted(order[arch_split_size:].tolist()), held
-
-
 def load_search_data(cfg: RunConfig) -> SearchData:
-    """Return the weight / arch splits of the training set and the (unaugmented) validation split.
-
-    The arch split is the last ``1 - train_portion`` of the training set, or, with ``arch_split_size``,
-    that many items drawn at random (seed 0); validation uses the same items without augmentation.
-    """
-    root = resolve_data_root(cfg)
-    train_set, test_set, info = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=True)
-    if isinstance(train_set, TokenWindows):  # contiguous token ranges; validation on whole blocks
-        if cfg.arch_split_size is not None:
-            raise UserError(
-                f"arch_split_size holds out images; {cfg.dataset} is a token corpus, split by train_portion"
-                " (remove arch_split_size)"
-            )
-        if cfg.train_subset is not None:
-            train_set = train_set.head(cfg.train_subset * train_set.block_size)
-        if cfg.train_portion == 1:  # no arch split (simultaneous search): validate on the test tokens
-            return SearchData(train_set, Subset(train_set, []), test_set, info, valid_is_test=True)
-        weight_tokens, arch_tokens = search_splits(train_set, cfg.train_portion)
-        return SearchData(weight_tokens, arch_tokens, arch_tokens.blocks(), info)  # type: ignore[attr-defined]
-    plain_train, _, _ = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=False)
-    if cfg.train_subset is not None and cfg.train_subset < len(train_set):
-        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))
-        chosen = order[: cfg.train_subset].tolist()
-        train_set, plain_train = Subset(train_set, chosen), Subset(plain_train, chosen)
-    if cfg.arch_split_size is not None:
-        weight_indices, arch_indices = arch_holdout(len(train_set), cfg.arch_split_size)
-        weight_split, arch_split = Subset(train_set, weight_indices), Subset(train_set, arch_indices)
-    else:
-        weight_split, arch_split = search_splits(train_set, cfg.train_portion)
-    if len(weight_split) == 0:
-        raise UserError(f"train_portion={cfg.train_portion} leaves no training data for the weights")
-    if len(arch_split) == 0:  # no arch split (simultaneous search): validate on the test split
-        return SearchData(weight_split, arch_split, test_set, info, valid_is_test=True)
-    valid_split = Subset(plain_train, list(arch_split.indices))
-    return SearchData(weight_split, arch_split, valid_split, info)
+    """Return the search splits of the config's dataset (:func:`tanglenas_cli.data.splits.search_data`)."""
+    return search_data(cfg.dataset, resolve_data_root(cfg), cfg.dataset_options, cfg.train_portion,
+                       cfg.arch_split_size, cfg.train_subset)  # fmt: skip
 
 
 def data_shape(info: DatasetInfo) -> DataShape:
@@ -97,9 +34,7 @@ def data_shape(info: DatasetInfo) -> DataShape:
 
 def make_space(name: str, info: DatasetInfo, options: dict | None) -> SearchSpace:
     """Return the search space ``name`` for data described by ``info``."""
-    if name not in SPACE_REGISTRY:
-        raise UserError(f"space {name!r} is not available (available: {', '.join(sorted(SPACE_REGISTRY))})")
-    return SPACE_REGISTRY[name](data_shape(info), options or {})
+    return create_space(name, data_shape(info), options)
 
 
 def build_search_supernet(cfg: RunConfig, space: SearchSpace) -> nn.Module:
@@ -121,15 +56,14 @@ def build_search_supernet(cfg: RunConfig, space: SearchSpace) -> nn.Module:
 def check_input_sizes(cfg: RunConfig, space: SearchSpace) -> None:
     """Refuse, in one line, a space whose networks take one input size when the data varies it per batch.
 
-    ``imagenet`` trains at resolutions drawn per batch; networks with global pooling accept them, others
-    (e.g. AutoFormer's fixed patch grid) fail. Probed once on the largest network at both extremes.
+    Some datasets (ImageNet's multi-resolution training) draw the resolution per batch; networks with
+    global pooling accept them, others (e.g. AutoFormer's fixed patch grid) fail. Probed once on the
+    largest network at both extremes.
     """
-    if cfg.dataset != "imagenet" or space.task != "classification":
+    if task_of(space).sequence:  # token sequences have one length
         return
-    from tanglenas_cli.data.imagenet import training_resolutions
-
-    sizes = training_resolutions(cfg.dataset_options)
-    if len(sizes) == 1:
+    sizes = training_input_sizes(cfg.dataset, cfg.dataset_options)
+    if sizes is None or len(sizes) == 1:
         return
     try:
         network = space.build_network(space.largest_architecture()).eval()
@@ -143,31 +77,23 @@ def check_input_sizes(cfg: RunConfig, space: SearchSpace) -> None:
         except RuntimeError:
             fixed = space.data.input_shape[-1]
             raise UserError(
-                f"space {space.name!r} takes one input size, but imagenet varies it per batch "
+                f"space {space.name!r} takes one input size, but {cfg.dataset} varies it per batch "
                 f"({min(sizes)}..{max(sizes)} px); set dataset_options.resolutions={fixed}"
             ) from None
 
 
 def make_sampler_for(cfg: RunConfig, space: SearchSpace | None = None) -> Sampler:
     """Return the sampler of the config's one-shot optimizer (subset SPOS where the space offers subsets)."""
-    subsets = space.spos_subsets() if space is not None and cfg.optimizer == "spos" else None
+    sampler_type = sampler_class(cfg.optimizer)
+    subsets = space.spos_subsets() if space is not None and sampler_type is SPOSSampler else None
     if subsets:
         return SubsetSPOSSampler(subsets, seed=cfg.seed)
-    options: dict = {}
-    if cfg.optimizer.startswith("darts"):
-        options["activation"] = cfg.sampler.darts_activation
-    elif cfg.optimizer == "drnas":
-        options["kl_scale"] = cfg.sampler.drnas_reg_scale if cfg.sampler.drnas_reg == "kl" else 0.0
-    elif cfg.optimizer == "gdas":
-        options.update(tau_max=cfg.sampler.tau_max, tau_min=cfg.sampler.tau_min)
-    return make_sampler(cfg.optimizer, seed=cfg.seed, **options)
+    return sampler_type(seed=cfg.seed, **sampler_type.options_from(cfg.sampler))
 
 
 def arch_weight_decay(cfg: RunConfig) -> float:
     """Return the arch optimizer's weight decay (DrNAS: its l2 regulariser, or 0 with the KL one)."""
-    if cfg.optimizer == "drnas":
-        return cfg.sampler.drnas_reg_scale if cfg.sampler.drnas_reg == "l2" else 0.0
-    return cfg.arch_optimizer.weight_decay
+    return sampler_class(cfg.optimizer).arch_weight_decay(cfg.sampler, cfg.arch_optimizer.weight_decay)
 
 
 def make_weight_optimizer(
@@ -221,8 +147,8 @@ class WeightLoss:
     inputs, so accuracy against ``targets`` is only indicative while mixing is on.
     """
 
-    def __init__(self, cfg: RunConfig, num_classes: int, sequence: bool = False) -> None:
-        spec = cfg.mixup
+    def __init__(self, cfg: RunConfig | None, num_classes: int, sequence: bool = False) -> None:
+        spec = cfg.mixup if cfg is not None else MixupConfig()  # no config: plain cross-entropy
         self.smoothing = spec.label_smoothing
         self.mixup = None
         if sequence and (spec.mixup_alpha > 0 or spec.cutmix_alpha > 0):

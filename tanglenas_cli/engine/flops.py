@@ -3,7 +3,7 @@
 Counted with ``torch.utils.flop_counter.FlopCounterMode``: 2 FLOPs per multiply-add, as PyTorch counts
 them (matrix products and convolutions; element-wise operations are not counted). Pooling counts nothing,
 as in NAS-Bench-201, NATS-Bench and PyTorch's own count of ``nn.AvgPool2d``: the box convolution that
-runs an average pool here (:class:`~tanglenas_cli.nas.pooling.BoxAvgPool2d`) is left out.
+runs an average pool here (:class:`~tanglenas_cli.layers.pooling.BoxAvgPool2d`) is left out.
 """
 
 from __future__ import annotations
@@ -11,16 +11,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from tanglenas_cli.nas.pooling import BoxAvgPool2d
+from tanglenas_cli.engine.task import task_of
+from tanglenas_cli.layers.pooling import BoxAvgPool2d
 from tanglenas_cli.spaces.base import SearchSpace
-
-
-def example_input(space: SearchSpace) -> Tensor:
-    """Return one input of the space's data shape: a (1, C, H, W) image, or (1, T) token ids."""
-    shape = tuple(int(v) for v in space.data.input_shape)
-    if space.task == "language_model":
-        return torch.zeros((1, *shape), dtype=torch.long)
-    return torch.zeros((1, *shape))
 
 
 def count_flops(space: SearchSpace, network: nn.Module) -> int:
@@ -29,7 +22,7 @@ def count_flops(space: SearchSpace, network: nn.Module) -> int:
 
     parameter = next(network.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
-    inputs = example_input(space).to(device)
+    inputs, _ = task_of(space).example_batch(space.data, 1, device)
     was_training = network.training
     counter = FlopCounterMode(display=False)
     pooling = [0]  # FLOPs the counter saw inside average pools

@@ -1,19 +1,47 @@
-"""Benchmark look-ups during a search: the configured file, or the prepared default of the space."""
+"""Benchmark look-up, one service for ``search``, ``bench-query`` and ``correlate``: which space a table
+belongs to, loading it for a space, and querying it by architecture key."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tanglenas_cli.benchmarks import (
     NB201Benchmark,
     TabularBenchmark,
+    benchmark_of_key,
     default_benchmark_path,
     load_benchmark,
 )
 from tanglenas_cli.config import RunConfig, resolve_data_root
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.names import SPACES
+from tanglenas_cli.spaces import list_spaces, space_class
 from tanglenas_cli.spaces.base import SearchSpace
+
+
+def benchmark_spaces() -> list[str]:
+    """Return the spaces that have a tabular benchmark."""
+    return [name for name in list_spaces() if space_class(name).benchmark is not None]
+
+
+def space_of_table(table: TabularBenchmark) -> str | None:
+    """Return the space whose benchmark ``table`` is (by its name), or None for a table of no known space."""
+    return next((name for name in benchmark_spaces() if space_class(name).benchmark == table.name), None)
+
+
+def guess_space_of_key(key: str) -> str | None:
+    """Return the space whose benchmark keys look like ``key``, else None."""
+    benchmark = benchmark_of_key(key)
+    return next((name for name in benchmark_spaces() if space_class(name).benchmark == benchmark), None)
+
+
+def load_space_benchmark(path: Path, space: str | None) -> TabularBenchmark:
+    """Load the benchmark in ``path``; UserError when it is the benchmark of a space other than ``space``."""
+    table = load_benchmark(path)
+    owner = space_of_table(table)
+    if space is not None and owner is not None and owner != space:
+        raise UserError(f"{path} is the benchmark of space {owner!r}, not {space!r}")
+    return table
 
 
 class BenchmarkLookup:
@@ -30,12 +58,12 @@ class BenchmarkLookup:
     @classmethod
     def for_config(cls, cfg: RunConfig, space: SearchSpace) -> BenchmarkLookup | None:
         """Return a lookup for ``cfg.benchmark`` (or the space's prepared default), or None."""
-        path = cfg.benchmark or default_benchmark_path(cfg.space, resolve_data_root(cfg))
+        path = cfg.benchmark
+        if path is None and space.benchmark is not None:
+            path = default_benchmark_path(space.benchmark, resolve_data_root(cfg))
         if path is None:
             return None
-        benchmark = load_benchmark(path)
-        if benchmark.name in SPACES and benchmark.name != space.name:
-            raise UserError(f"benchmark {path} is for space {benchmark.name!r}, not {space.name!r}")
+        benchmark = load_space_benchmark(path, space.name)
         dataset = None
         if isinstance(benchmark, NB201Benchmark):
             dataset = benchmark.headline_dataset(None, run_dataset=cfg.dataset)

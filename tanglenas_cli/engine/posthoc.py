@@ -25,25 +25,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from tanglenas_cli.config import RunConfig
-from tanglenas_cli.engine.evaluation import count_parameters, evaluate, fitness
-from tanglenas_cli.engine.factory import SearchData
+from tanglenas_cli.data.splits import SearchData
 from tanglenas_cli.engine.flops import count_flops
 from tanglenas_cli.engine.loaders import batch_stream, epoch_loader
+from tanglenas_cli.engine.metrics import count_parameters, evaluate
+from tanglenas_cli.engine.task import task_of
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import Choice, SubsetSPOSSampler
+from tanglenas_cli.nas.choices import Choice
+from tanglenas_cli.nas.samplers import SubsetSPOSSampler
 from tanglenas_cli.spaces.base import SearchSpace
 
 Genome = tuple[int, ...]  # one candidate index per choice, in the choices' order
-
-
-class PickedChoice:
-    """A stand-in for a Choice whose derived candidate is fixed (what ``space.derive`` reads)."""
-
-    def __init__(self, candidate: Any) -> None:
-        self.candidate = candidate
-
-    def derive(self) -> Any:
-        return self.candidate
 
 
 @dataclass
@@ -56,6 +48,12 @@ class EvolutionSettings:
     crossover: int = 25
     generations: int = 20
     mutation_prob: float = 0.2
+
+    @classmethod
+    def for_population(cls, population: int = 50, generations: int = 20) -> EvolutionSettings:
+        """Return the settings of ``population``: top fifth (at least 2) kept, half mutated, half crossed."""
+        return cls(population=population, select=max(2, population // 5), mutation=population // 2,
+                   crossover=population // 2, generations=generations)  # fmt: skip
 
 
 def within(value: float, low: float | None, high: float | None) -> bool:
@@ -86,6 +84,7 @@ class SupernetScorer:
                  min_params: int | None = None, max_params: int | None = None,
                  min_flops: float | None = None, max_flops: float | None = None) -> None:  # fmt: skip
         self.model, self.space, self.choices = model, space, dict(choices)
+        self.task = task_of(space)
         self.valid_batches, self.train_batches, self.device = valid_batches, train_batches, device
         self.min_params, self.max_params = min_params, max_params
         self.min_flops, self.max_flops = min_flops, max_flops
@@ -96,11 +95,8 @@ class SupernetScorer:
 
     def architecture(self, genome: Genome) -> dict[str, Any]:
         """Return the architecture a genome encodes."""
-        picked = {
-            name: PickedChoice(c.candidates[i])
-            for (name, c), i in zip(self.choices.items(), genome, strict=True)
-        }
-        return self.space.derive(picked)  # type: ignore[arg-type]
+        picks = {name: c.candidates[i] for (name, c), i in zip(self.choices.items(), genome, strict=True)}
+        return self.space.arch_of(picks)
 
     def measure(self, genome: Genome, flops: bool = True) -> tuple[int, int | None]:
         """Return (parameters, forward FLOPs on one input, None unless ``flops``) of the genome's discrete
@@ -152,7 +148,7 @@ class SupernetScorer:
         if genome not in self.scores:
             self._select(genome)
             self._recalibrate()
-            self.scores[genome] = fitness(evaluate(self.model, self.valid_batches, self.device))
+            self.scores[genome] = self.task.fitness(evaluate(self.model, self.valid_batches, self.device))
         return self.scores[genome]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -40,6 +41,19 @@ class StepGuard:
         self.skipped_total = 0
         self.scaler = torch.amp.GradScaler(device.type) if mixed_precision == "fp16" else None
         self._loss_finite = True
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return what a checkpoint keeps: the skipped-step count and the fp16 loss scale (its scaler)."""
+        return {
+            "skipped_total": self.skipped_total,
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a state returned by :meth:`state_dict` (a run resumes at its loss scale)."""
+        self.skipped_total = int(state.get("skipped_total", 0))
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
 
     def backward(self, loss: Tensor, params: Sequence[Tensor]) -> None:
         """Back-propagate ``loss`` into ``params`` (scaled under fp16); accumulates until :meth:`step`."""
@@ -96,8 +110,3 @@ def check_finite(state: Mapping[str, Tensor], what: str) -> None:
     for name, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise UserError(f"{what} hold NaN/inf ({name}); the last good checkpoint is kept")
-
-
-def finite_or_none(value: float) -> float | None:
-    """Return ``value``, or None for NaN/inf (for JSON records)."""
-    return value if math.isfinite(value) else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import importlib
 import json
 import os
 import resource
@@ -22,21 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from tanglenas_cli.errors import UserError
 
 MODES = ("we", "ws", "largest")
-DEFAULT_SHAPES = {
-    "toy_cell": (10, (1, 28, 28)),
-    "toy_conv_macro": (10, (3, 32, 32)),
-    "nb201": (10, (3, 32, 32)),
-    "nats_sss": (10, (3, 32, 32)),
-    "darts": (10, (3, 32, 32)),
-    "autoformer": (10, (3, 32, 32)),
-    "autoformer_s": (10, (3, 32, 32)),
-    "nanogpt": (50304, (224,)),  # GPT-2 vocabulary (padded), block of 224 tokens
-}
 
 
 def _peak_rss_mb() -> float:
@@ -62,13 +52,16 @@ def measure(space_name: str, mode: str, optimizer: str, batch_size: int, steps: 
             options: dict[str, Any], channels_last: bool = False,
             compile: bool = False) -> dict[str, Any]:  # fmt: skip
     """Return the median step time and peak memory of one mode, measured in this process."""
+    from tanglenas_cli.engine.factory import WeightLoss
     from tanglenas_cli.engine.speed import check_compile_supported, speed_up
-    from tanglenas_cli.nas import make_sampler
-    from tanglenas_cli.spaces import SPACE_REGISTRY
-    from tanglenas_cli.spaces.base import DataShape, choices_by_name
+    from tanglenas_cli.engine.step import forward_backward
+    from tanglenas_cli.engine.task import task_of
+    from tanglenas_cli.nas.samplers import make_sampler
+    from tanglenas_cli.spaces import create_space, space_class
+    from tanglenas_cli.spaces.base import choices_by_name
 
-    num_classes, shape = DEFAULT_SHAPES.get(space_name, (10, (3, 32, 32)))
-    space = SPACE_REGISTRY[space_name](DataShape(num_classes, shape), options)
+    data = space_class(space_name).profile_data
+    space = create_space(space_name, data, options)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     if mode == "largest":
@@ -81,20 +74,14 @@ def measure(space_name: str, mode: str, optimizer: str, batch_size: int, steps: 
         check_compile_supported(optimizer)
     speed_up(model, channels_last=channels_last, compile=compile)
     sampler = make_sampler(optimizer, seed=0)
-    if space.task == "language_model":
-        tokens = torch.randint(0, num_classes, (batch_size, shape[0] + 1), device=device)
-        inputs, targets = tokens[:, :-1], tokens[:, 1:]
-    else:
-        inputs = torch.randn(batch_size, *shape, device=device)
-        targets = torch.randint(0, num_classes, (batch_size,), device=device)
+    task = task_of(space)
+    micro = [task.example_batch(data, batch_size, device)]
+    weight_loss = WeightLoss(None, data.num_classes, sequence=task.sequence)
     model.train()
 
-    def step() -> None:
-        if choices:
-            sampler.sample(choices)
-        output = model(inputs)
-        logits = output[0] if isinstance(output, tuple) else output
-        F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).backward()
+    def step() -> None:  # the training step of search and train, without the optimizer's update
+        forward_backward(model, micro, device, weight_loss, lambda loss: loss.backward(),
+                         before_forward=(lambda: sampler.sample(choices)) if choices else None)  # fmt: skip
         model.zero_grad(set_to_none=True)
         for choice in choices:
             choice.arch_logits.grad = None
@@ -130,16 +117,17 @@ def run_profile(space: str, optimizer: str = "drnas", batch_size: int = 64, step
                 options: dict[str, Any] | None = None, *, channels_last: bool = False,
                 compile: bool = False) -> dict[str, Any]:  # fmt: skip
     """Measure every mode in its own process; return the numbers and the ratios to the largest subnet."""
-    from tanglenas_cli.spaces import SPACE_REGISTRY
+    from tanglenas_cli.spaces import space_class
 
-    if space not in SPACE_REGISTRY:
-        raise UserError(f"space {space!r} is not available (available: {', '.join(sorted(SPACE_REGISTRY))})")
+    space_type = space_class(space)
     results: dict[str, dict[str, Any]] = {}
-    modes = [m for m in MODES if m != "ws" or getattr(SPACE_REGISTRY[space], "supports_ws", True)]
+    modes = [m for m in MODES if m != "ws" or space_type.supports_ws]
+    # the worker imports the space's module from this import path: a space registered elsewhere works too
     for mode in modes:
-        request = json.dumps({"space": space, "mode": mode, "optimizer": optimizer, "batch_size": batch_size,
-                              "steps": steps, "warmup": warmup, "options": options or {},
-                              "channels_last": channels_last, "compile": compile})  # fmt: skip
+        request = json.dumps({"space": space, "module": space_type.__module__, "path": sys.path, "mode": mode,
+                              "optimizer": optimizer, "batch_size": batch_size, "steps": steps,
+                              "warmup": warmup, "options": options or {}, "channels_last": channels_last,
+                              "compile": compile})  # fmt: skip
         done = subprocess.run(
             [sys.executable, "-m", "tanglenas_cli.engine.profile", request],
             capture_output=True, text=True, env=os.environ.copy(), check=False,
@@ -162,6 +150,8 @@ def run_profile(space: str, optimizer: str = "drnas", batch_size: int = 64, step
 
 if __name__ == "__main__":  # the worker: one mode, one fresh process, one JSON line
     spec = json.loads(sys.argv[1])
+    sys.path[:0] = [entry for entry in spec["path"] if entry not in sys.path]
+    importlib.import_module(spec["module"])  # registers the space
     print(json.dumps(measure(spec["space"], spec["mode"], spec["optimizer"], spec["batch_size"],
                              spec["steps"], spec["warmup"], spec["options"], spec.get("channels_last", False),
                              spec.get("compile", False))))  # fmt: skip

@@ -18,15 +18,15 @@ import torch
 from torch import nn
 
 from tanglenas_cli.config import RunConfig, resolve_data_root, validate_config
+from tanglenas_cli.data.registry import dataset_entry
 from tanglenas_cli.data.text import Tokenizer, make_tokenizer
-from tanglenas_cli.data.tokens import TOKEN_DATASETS, corpus_dir, read_meta
+from tanglenas_cli.data.tokens import corpus_dir, read_meta
 from tanglenas_cli.engine import run_dir as files
 from tanglenas_cli.engine.checkpoint import load_checkpoint
-from tanglenas_cli.engine.derive import trained_network
+from tanglenas_cli.engine.run_models import trained_network
+from tanglenas_cli.engine.task import task_of
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.spaces import SPACE_REGISTRY
-
-LANGUAGE_MODEL = "language_model"
+from tanglenas_cli.spaces import list_spaces, space_class
 
 
 def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None) -> None:
@@ -84,7 +84,7 @@ def printable(text: str) -> str:
 
 def corpus_tokenizer(cfg: RunConfig, tokenizer_file: Path | None = None) -> Tokenizer:
     """Return the tokenizer of the corpus ``cfg`` trains on, from its ``meta.json``."""
-    if cfg.dataset not in TOKEN_DATASETS:
+    if not dataset_entry(cfg.dataset).tokens:
         raise UserError(f"{cfg.dataset} is not a text corpus, so it has no tokenizer to sample with")
     root = resolve_data_root(cfg)
     try:
@@ -127,11 +127,11 @@ def run_sample(checkpoint: Path, prompt: str, max_new_tokens: int = 200, tempera
     check_sampling(max_new_tokens, temperature, top_k)
     path = checkpoint / files.MODEL if checkpoint.is_dir() else checkpoint
     state = load_checkpoint(path, kind="trained")
-    space_class = SPACE_REGISTRY.get(state["space"])
-    if space_class is None:
+    if state["space"] not in list_spaces():
         raise UserError(f"{path} holds a network of the unknown space {state['space']!r}")
-    if space_class.task != LANGUAGE_MODEL:
-        raise UserError(f"{path} is not a language model (space {state['space']} is for {space_class.task})")
+    space_type = space_class(state["space"])
+    if not task_of(space_type).sequence:
+        raise UserError(f"{path} is not a language model (space {state['space']} is for {space_type.task})")
     cfg = validate_config(state["config"])
     if data_root is not None:
         cfg = cfg.model_copy(update={"data_root": data_root})

@@ -31,7 +31,6 @@ from tanglenas_cli.engine.checkpoint import (
     set_rng_state,
 )
 from tanglenas_cli.engine.distributed import Cluster
-from tanglenas_cli.engine.evaluation import count_parameters, evaluate, flatten_tokens, peak_memory_mb
 from tanglenas_cli.engine.factory import (
     LearningRateSchedule,
     WeightLoss,
@@ -45,14 +44,20 @@ from tanglenas_cli.engine.factory import (
 )
 from tanglenas_cli.engine.loaders import WeightBatches, batch_stream, epoch_loader
 from tanglenas_cli.engine.lookup import BenchmarkLookup
+from tanglenas_cli.engine.metrics import count_parameters, evaluate, flatten_tokens, peak_memory_mb
 from tanglenas_cli.engine.plot import plot_trajectories
 from tanglenas_cli.engine.posthoc import GenomeDrawer, SupernetScorer, random_search, scoring_batches
 from tanglenas_cli.engine.precision import StepGuard, check_finite, make_accelerator
 from tanglenas_cli.engine.progress import RunProgress
 from tanglenas_cli.engine.speed import check_compile_supported, speed_up
+from tanglenas_cli.engine.step import Tally, forward_backward
+from tanglenas_cli.engine.task import task_of
 from tanglenas_cli.engine.tracker import Tracker, require_wandb
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import Architect, Choice, MicroBatches
+from tanglenas_cli.nas.architect import Architect, MicroBatches
+from tanglenas_cli.nas.choices import Choice
+from tanglenas_cli.nas.optimizers import optimizer_entry
+from tanglenas_cli.nas.samplers import SPOSSampler
 from tanglenas_cli.spaces.base import SearchSpace, choices_by_name
 
 
@@ -64,6 +69,10 @@ def mixing_summary(choices: Mapping[str, Choice]) -> dict[str, dict[str, float]]
         }
         for name, choice in choices.items()
     }
+
+
+# checkpoint parts a resumed run must match exactly (anything else restores what it finds)
+_MUST_MATCH = ("model", "weight_optimizer", "arch_optimizer")
 
 
 class SearchRun:
@@ -102,8 +111,8 @@ class SearchRun:
         self.choices = choices_by_name(self.model)
         self.sampler = make_sampler_for(cfg, self.space)
         self.weight_optimizer = make_space_weight_optimizer(cfg, self.space, self.model)
-        self.language_model = self.space.task == "language_model"
-        self.weight_loss = WeightLoss(cfg, self.data.info.num_classes, sequence=self.language_model)
+        self.task = task_of(self.space)
+        self.weight_loss = WeightLoss(cfg, self.data.info.num_classes, sequence=self.task.sequence)
         self.batches = WeightBatches(
             self.data.weight_split, cfg.batch_size, cfg.seed, grad_accum=cfg.grad_accum,
             steps_per_epoch=cfg.steps_per_epoch, num_workers=cfg.num_workers, rank=self.cluster.rank,
@@ -117,7 +126,7 @@ class SearchRun:
             lr=cfg.arch_optimizer.lr,
             betas=tuple(cfg.arch_optimizer.betas),
             weight_decay=arch_weight_decay(cfg),
-            second_order=cfg.optimizer == "darts_v2",
+            second_order=optimizer_entry(cfg.optimizer).second_order,
             weight_optimizer=self.weight_optimizer,
             reduce_gradients=self.cluster.average_gradients if self.cluster.active else None,
             grad_clip=cfg.arch_optimizer.grad_clip,
@@ -126,7 +135,7 @@ class SearchRun:
         # simultaneous: the logits learn from the training batches' backward; no arch-split batches
         self.simultaneous = cfg.search_strategy == "simultaneous" and self.trains_logits
         self.arch_stream = None
-        if not self.trains_logits and cfg.optimizer == "spos" and self.data.valid_is_test:
+        if isinstance(self.sampler, SPOSSampler) and self.data.valid_is_test:
             raise UserError(
                 f"spos picks its architecture on the arch split, and train_portion={cfg.train_portion} leaves"
                 " none; set train_portion below 1 (the SPOS presets use 0.8) or arch_split_size=N"
@@ -165,6 +174,17 @@ class SearchRun:
             logits = model(inputs)
         return F.cross_entropy(*flatten_tokens(logits.float(), targets))
 
+    @property
+    def _stateful(self) -> dict[str, Any]:
+        """Everything a checkpoint restores, by its key: each has ``state_dict`` / ``load_state_dict``.
+
+        The first three must match the checkpoint (a mismatch is a UserError); ``arch_stream`` is None
+        when the run takes no arch steps.
+        """
+        return {"model": self.model, "weight_optimizer": self.weight_optimizer,
+                "arch_optimizer": self.architect, "sampler": self.sampler, "arch_stream": self.arch_stream,
+                "weight_stream": self.batches, "step_guard": self.guard}  # fmt: skip
+
     def _state(self, epoch: int) -> dict[str, Any]:
         return {
             "kind": "search",
@@ -174,14 +194,8 @@ class SearchRun:
                 "num_classes": self.data.info.num_classes,
                 "input_shape": list(self.data.info.input_shape),
             },
-            "model": self.model.state_dict(),
-            "weight_optimizer": self.weight_optimizer.state_dict(),
-            "arch_optimizer": self.architect.state_dict(),
-            "sampler": self.sampler.state_dict(),
-            "arch_stream": self.arch_stream.state_dict() if self.arch_stream else None,
-            "weight_stream": self.batches.state_dict(),
+            **{key: part.state_dict() if part is not None else None for key, part in self._stateful.items()},
             "rng": rng_state(),
-            "nonfinite_steps": self.guard.skipped_total,
             "file_sizes": {
                 name: files.file_size(self.out / name) for name in (files.METRICS, files.TRAJECTORY)
             },
@@ -200,28 +214,26 @@ class SearchRun:
                     *added_later):  # fmt: skip
             if saved.get(key, added_later.get(key)) != current.get(key):
                 raise UserError(f"cannot resume: {key} differs from the checkpoint's ({saved.get(key)!r})")
-        try:
-            self.model.load_state_dict(state["model"])
-            self.weight_optimizer.load_state_dict(state["weight_optimizer"])
-            self.architect.load_state_dict(state["arch_optimizer"])
-        except (RuntimeError, KeyError, ValueError) as error:
-            raise UserError(
-                f"checkpoint does not match this supernet: {str(error).splitlines()[0]}"
-            ) from None
-        self.sampler.load_state_dict(state["sampler"])
-        if self.arch_stream is not None and state.get("arch_stream"):
-            self.arch_stream.load_state_dict(state["arch_stream"])
-        self.batches.load_state_dict(state.get("weight_stream"))
+        if "step_guard" not in state:  # older checkpoints: the skipped-step count alone
+            state = {**state, "step_guard": {"skipped_total": state.get("nonfinite_steps", 0)}}
+        for key, part in self._stateful.items():
+            if part is None or (state.get(key) is None and key not in _MUST_MATCH):
+                continue
+            try:
+                part.load_state_dict(state[key])
+            except (RuntimeError, KeyError, ValueError) as error:
+                if key not in _MUST_MATCH:
+                    raise
+                raise UserError(
+                    f"checkpoint does not match this supernet: {str(error).splitlines()[0]}"
+                ) from None
         set_rng_state(state["rng"])
-        self.guard.skipped_total = int(state.get("nonfinite_steps", 0))
         if self.cluster.is_main:
             for name, size in state["file_sizes"].items():
                 files.truncate(self.out / name, int(size))
         self.start_epoch = int(state["epoch"])
 
-    def _weight_step(
-        self, micro: MicroBatches, totals: dict[str, float], with_logits: bool = False
-    ) -> Tensor:
+    def _weight_step(self, micro: MicroBatches, tally: Tally, with_logits: bool = False) -> Tensor:
         """Accumulate the weight gradients of ``micro`` (one backward per micro-batch); return the loss.
 
         ``with_logits`` (simultaneous strategy): the same backward also fills the logits' gradients, and
@@ -230,30 +242,15 @@ class SearchRun:
         params = self.architect.weight_params
         if with_logits:
             params = params + self.architect.arch_params
-        step_loss = torch.zeros((), device=self.device)
-        local = 0
-        non_blocking = self.cfg.pin_memory and self.device.type == "cuda"
-        for inputs, targets in micro:
-            inputs = inputs.to(self.device, non_blocking=non_blocking)
-            targets = targets.to(self.device, non_blocking=non_blocking)
-            self.sampler.sample(self.choices.values())  # every forward draws its own sample
-            mixed, soft = self.weight_loss.mix(inputs, targets)
-            with self.accelerator.autocast():
-                logits = self.model(mixed).float()
-            loss = self.weight_loss.loss(logits, targets, soft)
-            objective = loss
-            if with_logits:
-                regularization = self.sampler.regularization(self.choices.values())
-                if regularization is not None:
-                    objective = loss + regularization
-            self.guard.backward(objective / len(micro), params)
-            step_loss += loss.detach() / len(micro)
-            flat_logits, flat_targets = flatten_tokens(logits.detach(), targets)
-            totals["correct"] += int((flat_logits.argmax(-1) == flat_targets).sum())
-            totals["count"] += flat_targets.numel()
-            totals["loss"] += float(loss.detach()) * flat_targets.numel()
-            local += len(targets)
-        self.cluster.local_count = local
+        samples = tally.samples
+        step_loss = forward_backward(
+            self.model, micro, self.device, self.weight_loss, lambda loss: self.guard.backward(loss, params),
+            tally, autocast=self.accelerator.autocast,
+            before_forward=lambda: self.sampler.sample(self.choices.values()),  # a sample per forward
+            extra_loss=(lambda: self.sampler.regularization(self.choices.values())) if with_logits else None,
+            non_blocking=self.cfg.pin_memory and self.device.type == "cuda",
+        )  # fmt: skip
+        self.cluster.local_count = tally.samples - samples
         return step_loss
 
     def _train_epoch(
@@ -263,29 +260,28 @@ class SearchRun:
         progress.start_epoch(epoch, self.batches.steps)
         params = self.architect.weight_params
         self.model.train()
-        totals = {"loss": 0.0, "correct": 0, "count": 0, "arch_loss": 0.0, "arch_steps": 0}
+        tally, arch_loss_sum, arch_steps = Tally(), 0.0, 0
         for step, micro in enumerate(self.batches.epoch(epoch)):
             lr = self.schedule.set_step(epoch, step)
             if self.arch_stream is not None:
                 arch_micro = MicroBatches(next(self.arch_stream) for _ in range(len(micro)))
                 arch_loss = self.architect.step(arch_micro, micro, weight_lr=lr)
                 if arch_loss is not None and math.isfinite(float(arch_loss)):
-                    totals["arch_loss"] += float(arch_loss)
-                    totals["arch_steps"] += 1
+                    arch_loss_sum += float(arch_loss)
+                    arch_steps += 1
             self.weight_optimizer.zero_grad(set_to_none=True)
-            kept = dict(totals)
+            kept = tally.copy()
             where = f"epoch {epoch} step {step}"
             if self.simultaneous:
-                stepped = self._simultaneous_step(micro, totals, where)
+                stepped = self._simultaneous_step(micro, tally, where)
             else:
-                self._weight_step(micro, totals)
+                self._weight_step(micro, tally)
                 self.cluster.average_parameter_gradients(params)
                 stepped = self.guard.step(self.weight_optimizer, params, cfg.grad_clip, where=where)
             if not stepped:
-                totals.update({k: kept[k] for k in ("loss", "correct", "count")})
+                tally = kept
                 continue
-            running_loss = totals["loss"] / totals["count"]
-            running_acc = 100.0 * totals["correct"] / totals["count"]
+            running_loss, running_acc = tally.mean_loss(), tally.accuracy()
             progress.step(f"loss {running_loss:.3f} acc {running_acc:.1f}%")
             if (step + 1) % cfg.logging.log_every == 0:
                 tracker.log(
@@ -298,15 +294,12 @@ class SearchRun:
                         "lr": lr,
                     }
                 )
-        result = {
-            "train_loss": totals["loss"] / max(totals["count"], 1),
-            "train_acc": 100.0 * totals["correct"] / max(totals["count"], 1),
-        }
-        if totals["arch_steps"]:
-            result["arch_loss"] = totals["arch_loss"] / totals["arch_steps"]
+        result = {"train_loss": tally.mean_loss(), "train_acc": tally.accuracy()}
+        if arch_steps:
+            result["arch_loss"] = arch_loss_sum / arch_steps
         return result
 
-    def _simultaneous_step(self, micro: MicroBatches, totals: dict[str, float], where: str) -> bool:
+    def _simultaneous_step(self, micro: MicroBatches, tally: Tally, where: str) -> bool:
         """One backward of the training loss (+ regulariser) into weights and logits; step both.
 
         Gradients are averaged across processes; the weights are clipped at ``grad_clip``, the logits at
@@ -314,7 +307,7 @@ class SearchRun:
         """
         architect = self.architect
         architect.optimizer.zero_grad(set_to_none=True)
-        self._weight_step(micro, totals, with_logits=True)
+        self._weight_step(micro, tally, with_logits=True)
         self.cluster.average_parameter_gradients(architect.weight_params + architect.arch_params)
         return self.guard.step_all(
             [
@@ -352,9 +345,7 @@ class SearchRun:
             "kind": "epoch",
             "epoch": epoch,
             **train,
-            "valid_loss": valid["loss"],
-            "valid_acc": valid["top1"],
-            **({"valid_perplexity": valid["perplexity"]} if "perplexity" in valid else {}),
+            **self.task.named("valid", valid),
             "lr": lr,
             "seconds": round(seconds, 3),
         }
@@ -421,9 +412,7 @@ class SearchRun:
                             self.out / files.PLOT,
                             f"{cfg.space} {cfg.optimizer} ({mode})",
                         )
-                    status = f"valid acc {valid['top1']:.2f}%"
-                    if "perplexity" in valid:
-                        status = f"valid loss {valid['loss']:.3f} (perplexity {valid['perplexity']:.1f})"
+                    status = self.task.status("valid", valid)
                     if "benchmark_test_acc" in record:
                         status += f" | benchmark test {record['benchmark_test_acc']:.2f}%"
                     progress.end_epoch(status)
@@ -438,10 +427,9 @@ class SearchRun:
         valid, train = scoring_batches(self.cfg, self.data, spec.batches, spec.recalibration_batches)
         scorer = SupernetScorer(self.model, self.space, self.choices, valid, train, self.device)
         genome = random_search(scorer, GenomeDrawer(self.space, self.choices, self.cfg.seed), spec.samples)
-        score = "loss" if self.language_model else "top-1"
         method = (f"random search over the trained supernet (SPOS): best of {spec.samples} by supernet "
-                  f"{score} on {len(valid)} arch-split batches, batch norm recalibrated on {len(train)} "
-                  "training batches")  # fmt: skip
+                  f"{self.task.metric_name} on {len(valid)} arch-split batches, batch norm recalibrated on "
+                  f"{len(train)} training batches")  # fmt: skip
         return scorer.architecture(genome), method
 
     def _finish(self) -> dict[str, Any] | None:

@@ -13,9 +13,6 @@ from torch import nn
 
 from tanglenas_cli.errors import UserError
 
-# Samplers whose one-hot draws change which ops run, so a compiled graph would be re-traced each step.
-PATH_SAMPLING_OPTIMIZERS = ("gdas", "spos")
-
 
 def _to_channels_last(_module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
     if args and isinstance(args[0], torch.Tensor) and args[0].dim() == 4:
@@ -39,7 +36,9 @@ def speed_up(model: nn.Module, *, channels_last: bool = False, compile: bool = F
 
 def check_compile_supported(optimizer: str) -> None:
     """Refuse ``compile`` with optimizers whose sampled path changes the graph every step."""
-    if optimizer in PATH_SAMPLING_OPTIMIZERS:
+    from tanglenas_cli.nas.samplers import sampler_class
+
+    if sampler_class(optimizer).draws_paths:
         raise UserError(
             f"compile=true works with the mixture optimizers and for training; {optimizer} samples a new "
             "path every step, which torch.compile would re-trace each time: drop compile"

@@ -6,14 +6,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import Dataset, Subset
+from torch import Tensor
+from torch.utils.data import Dataset
 
 from tanglenas_cli.config import RunConfig, resolve_data_root, write_config
-from tanglenas_cli.data import build_datasets, search_splits
-from tanglenas_cli.data.tokens import TokenWindows
+from tanglenas_cli.data.splits import train_data
 from tanglenas_cli.engine import run_dir as files
 from tanglenas_cli.engine.checkpoint import load_checkpoint, save_checkpoint, seed_everything
-from tanglenas_cli.engine.evaluation import count_parameters, evaluate, flatten_tokens
 from tanglenas_cli.engine.factory import (
     LearningRateSchedule,
     WeightLoss,
@@ -22,50 +21,20 @@ from tanglenas_cli.engine.factory import (
     make_space_weight_optimizer,
 )
 from tanglenas_cli.engine.loaders import WeightBatches, epoch_loader
+from tanglenas_cli.engine.metrics import count_parameters, evaluate
 from tanglenas_cli.engine.precision import StepGuard, make_accelerator
 from tanglenas_cli.engine.progress import RunProgress
 from tanglenas_cli.engine.speed import speed_up
+from tanglenas_cli.engine.step import Tally, forward_backward
+from tanglenas_cli.engine.task import task_of
 from tanglenas_cli.engine.tracker import Tracker, require_wandb
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import weight_parameters
+from tanglenas_cli.nas.choices import weight_parameters
 
 
 def default_train_dir(arch_file: Path, cfg: RunConfig) -> Path:
     """Return ``<folder of arch.yaml>/train-<dataset>-s<seed>``."""
     return arch_file.parent / f"train-{cfg.dataset}-s{cfg.seed}"
-
-
-def holdout_split(cfg: RunConfig, train_set: Dataset, root: Path) -> tuple[Dataset, Dataset | None]:
-    """Return (training part, validation part) of the training set by ``val_portion`` (0: no validation).
-
-    The validation part is the last ``val_portion`` of the data, without augmentation (token corpora:
-    whole blocks of the last tokens).
-    """
-    if cfg.val_portion == 0:
-        return train_set, None
-    kept, held = search_splits(train_set, 1 - cfg.val_portion)
-    if isinstance(held, TokenWindows):
-        return kept, held.blocks()
-    plain, _, _ = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=False)
-    if len(held) == 0:  # type: ignore[arg-type]
-        raise UserError(f"val_portion={cfg.val_portion} holds out no training samples")
-    return kept, Subset(plain, list(held.indices))  # type: ignore[attr-defined]
-
-
-def _loss_and_tally(logits, targets, soft, weight_loss: WeightLoss, tally: dict[str, float]):  # type: ignore[no-untyped-def]
-    loss = weight_loss.loss(logits, targets, soft)
-    flat_logits, flat_targets = flatten_tokens(logits.detach(), targets)
-    tally["correct"] += int((flat_logits.argmax(-1) == flat_targets).sum())
-    tally["count"] += flat_targets.numel()
-    tally["loss"] += float(loss.detach()) * flat_targets.numel()
-    return loss
-
-
-def _metrics(prefix: str, result: dict[str, float]) -> dict[str, float]:
-    out = {f"{prefix}_loss": result["loss"], f"{prefix}_acc": result["top1"]}
-    if "perplexity" in result:
-        out[f"{prefix}_perplexity"] = result["perplexity"]
-    return out
 
 
 def run_train(arch_file: Path, cfg: RunConfig, inherit: Path | None = None) -> dict[str, Any]:
@@ -91,8 +60,7 @@ def run_train(arch_file: Path, cfg: RunConfig, inherit: Path | None = None) -> d
     guard = StepGuard(cfg.max_nonfinite_steps, cfg.mixed_precision, device)
     seed_everything(cfg.seed)
     root = resolve_data_root(cfg)
-    train_set, test_set, info = build_datasets(cfg.dataset, root, cfg.dataset_options, augment=True)
-    train_set, valid_set = holdout_split(cfg, train_set, root)
+    train_set, valid_set, test_set, info = train_data(cfg.dataset, root, cfg.dataset_options, cfg.val_portion)
     space = make_space(cfg.space, info, space_options)
     check_input_sizes(cfg, space)
     arch = space.validate(stored["architecture"])
@@ -106,7 +74,8 @@ def run_train(arch_file: Path, cfg: RunConfig, inherit: Path | None = None) -> d
     speed_up(model, channels_last=cfg.channels_last, compile=cfg.compile)
     params = weight_parameters(model)  # a discrete network has no architecture logits: all trainable ones
     optimizer = make_space_weight_optimizer(cfg, space, model)
-    weight_loss = WeightLoss(cfg, info.num_classes, sequence=space.task == "language_model")
+    task = task_of(space)
+    weight_loss = WeightLoss(cfg, info.num_classes, sequence=task.sequence)
     batches = WeightBatches(train_set, cfg.batch_size, cfg.seed, grad_accum=cfg.grad_accum,
                             steps_per_epoch=cfg.steps_per_epoch, num_workers=cfg.num_workers,
                             pin_memory=cfg.pin_memory)  # fmt: skip
@@ -129,6 +98,9 @@ def run_train(arch_file: Path, cfg: RunConfig, inherit: Path | None = None) -> d
         with accelerator.autocast():
             return evaluate(model, loader, device, max_batches=cfg.eval_batches)
 
+    def backward(loss: Tensor) -> None:
+        guard.backward(loss, params)
+
     started = time.perf_counter()
     test: dict[str, float] = {}
     valid: dict[str, float] = {}
@@ -140,46 +112,31 @@ def run_train(arch_file: Path, cfg: RunConfig, inherit: Path | None = None) -> d
                     model.set_epoch(epoch, cfg.epochs)
                 progress.start_epoch(epoch, batches.steps)
                 model.train()
-                tally = {"loss": 0.0, "correct": 0, "count": 0}
+                tally = Tally()
                 for step, micro in enumerate(batches.epoch(epoch)):
                     lr = schedule.set_step(epoch, step)
-                    kept = dict(tally)
+                    kept = tally.copy()
                     optimizer.zero_grad(set_to_none=True)
-                    for inputs, targets in micro:
-                        inputs, targets = inputs.to(device), targets.to(device)
-                        mixed, soft = weight_loss.mix(inputs, targets)
-                        with accelerator.autocast():
-                            logits = model(mixed)
-                        if isinstance(logits, tuple):  # (logits, auxiliary-head logits)
-                            logits, aux_logits = logits
-                            aux_loss = weight_loss.loss(aux_logits.float(), targets, soft)
-                            loss = _loss_and_tally(logits.float(), targets, soft, weight_loss, tally)
-                            loss = loss + model.auxiliary_weight * aux_loss
-                        else:
-                            loss = _loss_and_tally(logits.float(), targets, soft, weight_loss, tally)
-                        guard.backward(loss / len(micro), params)
+                    forward_backward(model, micro, device, weight_loss, backward, tally,
+                                     autocast=accelerator.autocast)  # fmt: skip
                     if not guard.step(optimizer, params, cfg.grad_clip, where=f"epoch {epoch} step {step}"):
                         tally = kept
                         continue
-                    shown = tally["loss"] / tally["count"]
-                    progress.step(f"loss {shown:.3f} acc {100 * tally['correct'] / tally['count']:.1f}%")
+                    progress.step(f"loss {tally.mean_loss():.3f} acc {tally.accuracy():.1f}%")
                 test = measure(test_set)
                 record = {
                     "kind": "epoch",
                     "epoch": epoch,
-                    "train_loss": tally["loss"] / max(tally["count"], 1),
-                    "train_acc": 100 * tally["correct"] / max(tally["count"], 1),
-                    **_metrics("test", test),
+                    "train_loss": tally.mean_loss(),
+                    "train_acc": tally.accuracy(),
+                    **task.named("test", test),
                     "lr": lr,
                 }
                 if valid_set is not None:
                     valid = measure(valid_set)
-                    record.update(_metrics("valid", valid))
+                    record.update(task.named("valid", valid))
                 tracker.log(record)
-                if "perplexity" in test:
-                    progress.end_epoch(f"test loss {test['loss']:.3f} (perplexity {test['perplexity']:.1f})")
-                else:
-                    progress.end_epoch(f"test acc {test['top1']:.2f}%")
+                progress.end_epoch(task.status("test", test))
     finally:
         tracker.close()
     save_checkpoint(
@@ -202,10 +159,9 @@ def run_train(arch_file: Path, cfg: RunConfig, inherit: Path | None = None) -> d
         "test_acc": test.get("top1"),
         "test_loss": test.get("loss"),
     }
-    if "perplexity" in test:
-        summary["test_perplexity"] = test["perplexity"]
+    summary.update(task.named("test", test))  # adds what the task has beyond loss and accuracy
     if valid:
-        summary.update(_metrics("valid", valid))
+        summary.update(task.named("valid", valid))
     summary.update({
         "params": count_parameters(model),
         "train_seconds": round(time.perf_counter() - started, 2),

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tanglenas_cli.layers.conv import conv2d
 from tanglenas_cli.nas.choices import WeightSource
-from tanglenas_cli.nas.fast_conv import conv2d
 from tanglenas_cli.nas.superposition import SlicedDim, Superposition
 
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tanglenas_cli.layers.pooling import BoxAvgPool2d, skip_pool_mix
 from tanglenas_cli.nas.choices import WeightSource
-from tanglenas_cli.nas.pooling import BoxAvgPool2d, skip_pool_mix
 
 
 class Zero(nn.Module):

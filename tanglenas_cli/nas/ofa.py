@@ -17,72 +17,19 @@ direct path at the candidate's own width and kernel, scaled by the selected weig
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tanglenas_cli.layers.channels import expanded_channels, make_divisible, squeeze_channels
+from tanglenas_cli.layers.conv import conv2d
+from tanglenas_cli.layers.kernel_transform import transform_name, transformed_kernel
 from tanglenas_cli.nas.choices import FixedChoice, JointChoice, WeightSource
 from tanglenas_cli.nas.entangled import EntangledConv2d, EntangledLayer, per_candidate
 from tanglenas_cli.nas.entangled_norm import EntangledBatchNorm2d
-from tanglenas_cli.nas.fast_conv import conv2d
 from tanglenas_cli.nas.superposition import SlicedDim, Superposition
-
-
-def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """Round ``value`` to the nearest multiple of ``divisor`` (at least ``min_value``, default ``divisor``),
-    never going more than 10 % below ``value`` (the MobileNet / OFA channel rule)."""
-    floor = divisor if min_value is None else min_value
-    rounded = max(floor, int(value + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * value:
-        rounded += divisor
-    return rounded
-
-
-def expanded_channels(in_channels: int, ratio: float, divisor: int = 8) -> int:
-    """Return the mid width of an MBConv block: ``in`` for ratio 1, else make_divisible(round(in * ratio))."""
-    if ratio == 1:
-        return in_channels
-    return make_divisible(round(in_channels * ratio), divisor)
-
-
-def squeeze_channels(channels: int, reduction: int = 4, divisor: int = 8) -> int:
-    """Return the bottleneck width of squeeze-and-excitation over ``channels`` (OFA: ``//`` then rounding)."""
-    return make_divisible(channels // reduction, divisor)
-
-
-def transform_name(source: int, target: int) -> str:
-    """Return the key of the ``source -> target`` kernel transform matrix (e.g. ``7to5``)."""
-    return f"{source}to{target}"
-
-
-def centre(kernel: Tensor, size: int) -> Tensor:
-    """Return the centred ``size x size`` window of ``kernel`` (..., K, K)."""
-    start = (kernel.shape[-1] - size) // 2
-    return kernel[..., start : start + size, start : start + size]
-
-
-def transformed_kernel(weight: Tensor, transforms: Mapping[str, Tensor], kernel_size: int) -> Tensor:
-    """Return the ``kernel_size`` kernel derived from the largest kernel ``weight`` (C, 1, K, K).
-
-    Walks down the chain of transform matrices (``K to k1``, ``k1 to k2``, ...): each step takes the centre
-    of the current kernel, flattened per channel, times the step's matrix (``flat @ M.T``).
-    """
-    current = weight
-    while current.shape[-1] > kernel_size:
-        size = current.shape[-1]
-        steps = [key for key in transforms if key.startswith(f"{size}to")]
-        if len(steps) != 1:
-            raise KeyError(f"no single kernel transform from {size} (have {sorted(transforms)})")
-        matrix = transforms[steps[0]]
-        target = math.isqrt(matrix.shape[0])
-        if target < kernel_size:
-            raise KeyError(f"the kernel transforms skip kernel size {kernel_size} ({sorted(transforms)})")
-        window = centre(current, target)
-        flat = window.reshape(-1, target * target) @ matrix.t()
-        current = flat.reshape(*window.shape)
-    return current
 
 
 class TransformedKernelConv2d(EntangledLayer):

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tanglenas_cli.nas.choices import Choice
+from tanglenas_cli.nas.optimizers import optimizer_entry
 
 
 def sparsemax(logits: Tensor) -> Tensor:
@@ -37,9 +38,9 @@ def one_hot(index: int, size: int, like: Tensor) -> Tensor:
 class Sampler:
     """Base class: ``sample(choices)`` sets every choice's mixing weights for one step."""
 
-    name: ClassVar[str] = ""
     one_hot: ClassVar[bool] = False  # weights are one-hot: layers take the direct (sliced) path
     trains_logits: ClassVar[bool] = True  # False: the architect leaves the logits alone (SPOS)
+    draws_paths: ClassVar[bool] = False  # True: a random one-hot path per step (what runs changes each step)
 
     def __init__(self, seed: int = 0) -> None:
         self.generator = torch.Generator().manual_seed(seed)
@@ -58,6 +59,16 @@ class Sampler:
         for choice in choices:
             weights, index = draw(choice.arch_logits)
             choice.set_mixing(weights, index)
+
+    @classmethod
+    def options_from(cls, settings: Any) -> dict[str, Any]:
+        """Return this sampler's keyword arguments from the run's ``sampler`` settings (config section)."""
+        return {}
+
+    @classmethod
+    def arch_weight_decay(cls, settings: Any, weight_decay: float) -> float:
+        """Return the arch weight decay: the config's ``weight_decay`` unless the method sets its own."""
+        return weight_decay
 
     def set_epoch(self, epoch: int, total_epochs: int) -> None:
         """Update per-epoch state (GDAS temperature); ``epoch`` counts from 0."""
@@ -78,13 +89,15 @@ class Sampler:
 class DartsSampler(Sampler):
     """DARTS: softmax of the logits (sparsemax optionally, as in the paper's WE code)."""
 
-    name = "darts"
-
     def __init__(self, seed: int = 0, activation: str = "softmax") -> None:
         super().__init__(seed)
         if activation not in ("softmax", "sparsemax"):
             raise ValueError(f"unknown DARTS activation {activation!r}; choose softmax or sparsemax")
         self.activation = activation
+
+    @classmethod
+    def options_from(cls, settings: Any) -> dict[str, Any]:
+        return {"activation": settings.darts_activation}
 
     def weights(self, logits: Tensor) -> tuple[Tensor, int | None]:
         if self.activation == "sparsemax":
@@ -95,11 +108,18 @@ class DartsSampler(Sampler):
 class DrNASSampler(Sampler):
     """DrNAS: a reparameterised sample of Dirichlet(elu(logits) + 1); optional KL regulariser."""
 
-    name = "drnas"
-
     def __init__(self, seed: int = 0, kl_scale: float = 0.0) -> None:
         super().__init__(seed)
         self.kl_scale = kl_scale
+
+    @classmethod
+    def options_from(cls, settings: Any) -> dict[str, Any]:
+        return {"kl_scale": settings.drnas_reg_scale if settings.drnas_reg == "kl" else 0.0}
+
+    @classmethod
+    def arch_weight_decay(cls, settings: Any, weight_decay: float) -> float:
+        """DrNAS' l2 regulariser is the arch optimizer's weight decay (none with its KL regulariser)."""
+        return settings.drnas_reg_scale if settings.drnas_reg == "l2" else 0.0
 
     @staticmethod
     def concentration(logits: Tensor) -> Tensor:
@@ -136,8 +156,8 @@ class DrNASSampler(Sampler):
 class GDASSampler(Sampler):
     """GDAS: straight-through hard Gumbel-softmax; temperature annealed linearly per epoch."""
 
-    name = "gdas"
     one_hot = True
+    draws_paths = True
 
     def __init__(self, seed: int = 0, tau_max: float = 10.0, tau_min: float = 0.1) -> None:
         super().__init__(seed)
@@ -145,6 +165,10 @@ class GDASSampler(Sampler):
             raise ValueError(f"GDAS needs 0 < tau_min <= tau_max, got {tau_min}, {tau_max}")
         self.tau_max, self.tau_min = tau_max, tau_min
         self.tau = tau_max
+
+    @classmethod
+    def options_from(cls, settings: Any) -> dict[str, Any]:
+        return {"tau_max": settings.tau_max, "tau_min": settings.tau_min}
 
     def set_epoch(self, epoch: int, total_epochs: int) -> None:
         span = max(total_epochs - 1, 1)
@@ -179,8 +203,8 @@ class GDASSampler(Sampler):
 class SPOSSampler(Sampler):
     """SPOS: a uniformly random one-hot per choice; the logits are never used or trained."""
 
-    name = "spos"
     one_hot = True
+    draws_paths = True
     trains_logits = False
 
     def weights(self, logits: Tensor) -> tuple[Tensor, int | None]:
@@ -231,7 +255,6 @@ class SubsetSPOSSampler(SPOSSampler):
 class DiscreteSampler(Sampler):
     """Discrete: the argmax candidate as a constant one-hot (fixed architecture)."""
 
-    name = "discrete"
     one_hot = True
     trains_logits = False
 
@@ -240,19 +263,11 @@ class DiscreteSampler(Sampler):
         return one_hot(index, logits.shape[-1], logits.detach()), index
 
 
-SAMPLERS: dict[str, type[Sampler]] = {
-    "darts_v1": DartsSampler,
-    "darts_v2": DartsSampler,
-    "drnas": DrNASSampler,
-    "gdas": GDASSampler,
-    "spos": SPOSSampler,
-    "discrete": DiscreteSampler,
-}
+def sampler_class(optimizer: str) -> type[Sampler]:
+    """Return the sampler class of one-shot optimizer ``optimizer``; UserError for an unknown name."""
+    return globals()[optimizer_entry(optimizer).sampler]
 
 
 def make_sampler(optimizer: str, seed: int = 0, **options: Any) -> Sampler:
-    """Return the sampler of a one-shot optimizer (``darts_v1``, ``darts_v2``, ``drnas``, ``gdas``, ``spos``,
-    ``discrete``); ``options`` are that sampler's keyword arguments."""
-    if optimizer not in SAMPLERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(SAMPLERS)}")
-    return SAMPLERS[optimizer](seed=seed, **options)
+    """Return the sampler of one-shot optimizer ``optimizer`` (``options``: its keyword arguments)."""
+    return sampler_class(optimizer)(seed=seed, **options)

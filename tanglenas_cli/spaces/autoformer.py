@@ -21,7 +21,9 @@ the single superposition (the contract every other entangled layer of the projec
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -29,15 +31,11 @@ from timm.layers import DropPath
 from torch import Tensor, nn
 
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import (
-    EntangledConv2d,
-    EntangledLayerNorm,
-    EntangledLinear,
-    EntangledSelfAttention,
-    WeightSource,
-)
+from tanglenas_cli.layers.relative_position import RelativePosition2D
+from tanglenas_cli.nas.choices import WeightSource
+from tanglenas_cli.nas.entangled import EntangledConv2d, EntangledLinear
 from tanglenas_cli.nas.superposition import SlicedDim, Superposition
-from tanglenas_cli.nas.transformer import RelativePosition2D, run_blocks
+from tanglenas_cli.nas.transformer import EntangledLayerNorm, EntangledSelfAttention, run_blocks
 from tanglenas_cli.spaces import register_space
 from tanglenas_cli.spaces.transformer_space import Layers, TransformerSpace, init_transformer_weights, joint
 
@@ -207,7 +205,7 @@ class AutoFormerSpace(TransformerSpace):
 class AutoFormerTSpace(AutoFormerSpace):
     """AutoFormer-T: embed {192, 216, 240}, depth {12, 13, 14}, heads {3, 4}, MLP ratio {3.5, 4}."""
 
-    name = "autoformer"
+    tiny_options: ClassVar[Mapping[str, Any]] = {"variant": "tiny", "patch_size": 4, "head_dim": 8}
 
 
 @dataclass
@@ -221,5 +219,10 @@ class AutoFormerSOptions(AutoFormerOptions):
 class AutoFormerSSpace(AutoFormerSpace):
     """AutoFormer-S: embed {320, 384, 448}, depth {12, 13, 14}, heads {5, 6, 7}, MLP ratio {3, 3.5, 4}."""
 
-    name = "autoformer_s"
+    tiny_options: ClassVar[Mapping[str, Any]] = {
+        "variant": "tiny",
+        "patch_size": 4,
+        "head_dim": 8,
+        "relative_position": 0,
+    }
     Options = AutoFormerSOptions

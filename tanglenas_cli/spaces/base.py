@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import Choice, find_choices
+from tanglenas_cli.nas.choices import Choice, find_choices
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,17 @@ class SearchSpace:
     the abstract methods. An architecture is a plain, YAML-serialisable dict.
     """
 
-    name: ClassVar[str] = ""
+    name: ClassVar[str] = ""  # set by @register_space
     Options: ClassVar[type] = object
-    benchmark_file: ClassVar[str | None] = None  # the tabular benchmark's default file name
-    default_dataset: ClassVar[str] = ""
+    default_dataset: ClassVar[str] = ""  # the dataset the space is searched on by default
+    # the data `tanglenas profile` measures a step on (classes or vocabulary, one input's shape)
+    profile_data: ClassVar[DataShape] = DataShape(num_classes=10, input_shape=(3, 32, 32))
+    # the smallest settings that still exercise every part of the space (the tests of every space)
+    tiny_data: ClassVar[DataShape] = DataShape(num_classes=10, input_shape=(3, 16, 16))
+    tiny_options: ClassVar[Mapping[str, Any]] = {}
+    benchmark: ClassVar[str | None] = (
+        None  # the tabular benchmark of the space (see tanglenas_cli.benchmarks)
+    )
     supports_ws: ClassVar[bool] = True  # False: weight entanglement only (build_supernet(False) refuses)
     # True: entangled groups end in batch norm, and build_supernet takes entangled_groups="original"|"scaled"
     scalable_groups: ClassVar[bool] = False
@@ -49,7 +56,18 @@ class SearchSpace:
         raise NotImplementedError
 
     def derive(self, choices: Mapping[str, Choice]) -> dict[str, Any]:
-        """Return the architecture given by the largest logit of every choice."""
+        """Return the architecture given by the largest logit of every choice (by name)."""
+        return self.arch_of({name: choice.derive() for name, choice in choices.items()})
+
+    def arch_of(self, picks: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the architecture that takes candidate ``picks[name]`` at every choice ``name``."""
+        raise NotImplementedError
+
+    def picks_of(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the candidate of every choice of the supernet that makes ``arch`` (inverse of arch_of).
+
+        Choices that do not shape ``arch`` (layers beyond its depth) take their first candidate.
+        """
         raise NotImplementedError
 
     def build_network(self, arch: Mapping[str, Any]) -> nn.Module:

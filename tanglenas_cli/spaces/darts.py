@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import nn
 
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import Choice
+from tanglenas_cli.nas.choices import Choice
 from tanglenas_cli.spaces import register_space
 from tanglenas_cli.spaces.base import SearchSpace
 from tanglenas_cli.spaces.darts_cells import (
@@ -93,15 +93,6 @@ def genotype_string(arch: Mapping[str, Any]) -> str:
     )
 
 
-def edge_weights(choice: Any) -> list[float]:
-    """Return softmax(logits) of an edge choice, or a one-hot on its picked op (a fixed stand-in)."""
-    if hasattr(choice, "probabilities"):
-        return [float(p) for p in choice.probabilities()]
-    weights = [0.0] * len(OPS)
-    weights[OPS.index(choice.derive())] = 1.0
-    return weights
-
-
 def best_op(weights: Sequence[float]) -> int:
     """Return the index of the largest weight other than ``none`` (the first on ties, as DARTS)."""
     return max((k for k in range(len(weights)) if k != NONE), key=lambda k: weights[k])
@@ -131,7 +122,7 @@ class DartsOptions:
 class DartsSpace(SearchSpace):
     """The DARTS cell space."""
 
-    name = "darts"
+    tiny_options: ClassVar[Mapping[str, Any]] = {"C": 4, "layers": 3}
     scalable_groups = True
     Options = DartsOptions
     default_dataset = "cifar10"
@@ -168,17 +159,40 @@ class DartsSpace(SearchSpace):
         network.choices = nn.ModuleDict({name.replace(".", "_"): c for name, c in choices.items()})
         return network
 
-    def derive(self, choices: Mapping[str, Choice]) -> dict[str, Any]:
+    @staticmethod
+    def _strongest_edges(edge_weights: Mapping[str, Sequence[float]]) -> dict[str, Any]:
+        """Return the genotype of op weights per edge: per node its two strongest edges, each its best op."""
         arch: dict[str, Any] = {}
         for cell_type in CELL_TYPES:
             pairs = []
             for edges in NODE_EDGES:
-                weights = {state: edge_weights(choices[f"{cell_type}.edge{e}"]) for e, state in edges}
+                weights = {state: edge_weights[f"{cell_type}.edge{e}"] for e, state in edges}
                 strength = {state: w[best_op(w)] for state, w in weights.items()}
                 for state in sorted(weights, key=lambda s: -strength[s])[:2]:
                     pairs.append([OPS[best_op(weights[state])], state])
             arch[cell_type] = pairs
         return arch
+
+    def derive(self, choices: Mapping[str, Choice]) -> dict[str, Any]:
+        """DARTS' rule on softmax(logits): per node the two edges whose best op (not none) is strongest."""
+        return self._strongest_edges(
+            {name: [float(p) for p in c.probabilities()] for name, c in choices.items()}
+        )
+
+    def arch_of(self, picks: Mapping[str, Any]) -> dict[str, Any]:
+        """The genotype of one op per edge (``none``: off), as DARTS' rule reads one-hot weights."""
+        return self._strongest_edges(
+            {name: [float(op == pick) for op in OPS] for name, pick in picks.items()}
+        )
+
+    def picks_of(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        arch = self.validate(arch)
+        picks = {}
+        for cell_type in CELL_TYPES:
+            for node, edges in enumerate(NODE_EDGES):
+                chosen = {state: op for op, state in reversed(arch[cell_type][2 * node : 2 * node + 2])}
+                picks.update({f"{cell_type}.edge{e}": chosen.get(state, OPS[NONE]) for e, state in edges})
+        return picks
 
     def largest_architecture(self) -> dict[str, Any]:
         pairs = [["sep_conv_5x5", state] for _ in NODE_EDGES for state in (0, 1)]

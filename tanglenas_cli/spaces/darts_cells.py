@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tanglenas_cli.nas import Choice, MixedOp, Zero
-from tanglenas_cli.nas.fast_conv import Conv2d
-from tanglenas_cli.nas.pooling import BoxAvgPool2d
+from tanglenas_cli.layers.conv import Conv2d
+from tanglenas_cli.layers.pooling import BoxAvgPool2d
+from tanglenas_cli.nas.choices import Choice
+from tanglenas_cli.nas.mixed_op import MixedOp, Zero
 from tanglenas_cli.spaces.darts_ops import DilConv, EntangledDilConv, EntangledSepConv, SepConv
 
 OPS = (

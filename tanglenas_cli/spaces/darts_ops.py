@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from tanglenas_cli.nas import EntangledConv2d, WeightSource
-from tanglenas_cli.nas.fast_conv import Conv2d
+from tanglenas_cli.layers.conv import Conv2d
+from tanglenas_cli.nas.choices import WeightSource
+from tanglenas_cli.nas.entangled import EntangledConv2d
 
 
 class SepConv(nn.Sequential):

@@ -26,19 +26,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import Choice, FixedChoice, WeightSource
-from tanglenas_cli.nas.fast_conv import Conv2d
-from tanglenas_cli.nas.ofa import EntangledMBConv, TransformedKernelConv2d, make_divisible, transformed_kernel
+from tanglenas_cli.layers.channels import make_divisible
+from tanglenas_cli.layers.conv import Conv2d
+from tanglenas_cli.layers.kernel_transform import transformed_kernel
+from tanglenas_cli.nas.choices import Choice, FixedChoice, WeightSource
+from tanglenas_cli.nas.ofa import EntangledMBConv, TransformedKernelConv2d
 from tanglenas_cli.nas.transformer import run_blocks
 from tanglenas_cli.spaces import register_space
-from tanglenas_cli.spaces.base import SearchSpace, inherit_prefix_slices
+from tanglenas_cli.spaces.base import DataShape, SearchSpace, inherit_prefix_slices
 
 STAGES = 5
 STAGE_ACTIVATIONS = ("relu", "relu", "h_swish", "h_swish", "h_swish")
@@ -126,7 +128,9 @@ def _name(stage: int, block: int | None, what: str) -> str:
 class MobileNetV3Space(SearchSpace):
     """MobileNetV3 (OFA): per block kernel size and expand ratio, per stage depth."""
 
-    name = "mobilenetv3"
+    profile_data = DataShape(num_classes=1000, input_shape=(3, 224, 224))  # ImageNet
+    tiny_data = DataShape(num_classes=10, input_shape=(3, 32, 32))
+    tiny_options: ClassVar[Mapping[str, Any]] = {"variant": "tiny"}
     Options = MobileNetV3Options
     default_dataset = "imagenet"
     supports_ws = False
@@ -239,13 +243,11 @@ class MobileNetV3Space(SearchSpace):
         inherit_prefix_slices(state, network)
 
     # -- architectures ---------------------------------------------------------------------------
-    def derive(self, choices: Mapping[str, Choice]) -> dict[str, Any]:
+    def arch_of(self, picks: Mapping[str, Any]) -> dict[str, Any]:
         def per_block(key: str) -> list[list[Any]]:
-            return [
-                [choices[_name(s, b, key)].derive() for b in range(self.max_depth)] for s in range(STAGES)
-            ]
+            return [[picks[_name(s, b, key)] for b in range(self.max_depth)] for s in range(STAGES)]
 
-        depth = [choices[_name(s, None, "depth")].derive() for s in range(STAGES)]
+        depth = [picks[_name(s, None, "depth")] for s in range(STAGES)]
         return self.validate(
             {
                 "kernel_size": per_block("kernel_size"),
@@ -253,6 +255,15 @@ class MobileNetV3Space(SearchSpace):
                 "depth": depth,
             }
         )
+
+    def picks_of(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        arch = self.validate(arch)
+        picks = {_name(s, None, "depth"): arch["depth"][s] for s in range(STAGES)}
+        for key in ("kernel_size", "expand_ratio"):
+            picks.update(
+                {_name(s, b, key): arch[key][s][b] for s in range(STAGES) for b in range(self.max_depth)}
+            )
+        return picks
 
     def _value(self, key: str, value: Any, where: str) -> Any:
         allowed = self.table[key]

@@ -15,23 +15,26 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import (
+from tanglenas_cli.nas.choices import WeightSource, arch_parameters
+from tanglenas_cli.nas.entangled import EntangledLinear
+from tanglenas_cli.nas.superposition import SlicedDim, Superposition
+from tanglenas_cli.nas.transformer import (
     EntangledEmbedding,
     EntangledLayerNorm,
-    EntangledLinear,
-    WeightSource,
-    arch_parameters,
+    EntangledWidthAttention,
+    run_blocks,
 )
-from tanglenas_cli.nas.superposition import SlicedDim, Superposition
-from tanglenas_cli.nas.transformer import EntangledWidthAttention, run_blocks
 from tanglenas_cli.spaces import register_space
+from tanglenas_cli.spaces.base import DataShape
 from tanglenas_cli.spaces.transformer_space import Layers, TransformerSpace, init_transformer_weights, joint
 
 VARIANTS: dict[str, dict[str, tuple]] = {
@@ -138,7 +141,9 @@ def init_weights(network: GPTNetwork, layers: int) -> None:
 class NanoGPTSpace(TransformerSpace):
     """nanoGPT: depth, width, per-layer heads and MLP ratios of a GPT-2 style language model."""
 
-    name = "nanogpt"
+    profile_data = DataShape(num_classes=50304, input_shape=(224,))  # GPT-2 vocabulary (padded), 224 tokens
+    tiny_data = DataShape(num_classes=10, input_shape=(8,))  # vocabulary 10, block of 8 tokens
+    tiny_options: ClassVar[Mapping[str, Any]] = {"variant": "tiny", "dropout": 0.0, "vocab_multiple": 1}
     Options = NanoGPTOptions
     VARIANTS = VARIANTS
     DEPTH_KEY = "num_layers"

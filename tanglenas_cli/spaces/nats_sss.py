@@ -25,10 +25,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tanglenas_cli.benchmarks.nb201_keys import NATS_SSS_BENCHMARK
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import Choice, EntangledConv2d, EntangledLinear, JointChoice, MixedOp, WeightSource
+from tanglenas_cli.layers.conv import Conv2d
+from tanglenas_cli.nas.choices import Choice, JointChoice, WeightSource
+from tanglenas_cli.nas.entangled import EntangledConv2d, EntangledLinear
 from tanglenas_cli.nas.entangled_norm import EntangledBatchNorm2d
-from tanglenas_cli.nas.fast_conv import Conv2d
+from tanglenas_cli.nas.mixed_op import MixedOp
 from tanglenas_cli.spaces import register_space
 from tanglenas_cli.spaces.base import SearchSpace
 from tanglenas_cli.spaces.nb201 import EDGES, Cell, check_network_kind
@@ -219,7 +222,7 @@ class _FirstFeatures(nn.Module):
 class NATSSizeSpace(SearchSpace):
     """NATS-Bench size search space (channel widths of 5 layers)."""
 
-    name = "nats_sss"
+    benchmark = NATS_SSS_BENCHMARK
     Options = NATSSizeOptions
     default_dataset = "cifar10"
 
@@ -289,8 +292,11 @@ class NATSSizeSpace(SearchSpace):
         )
 
     # -- architectures ------------------------------------------------------------------------
-    def derive(self, choices: Mapping[str, Choice]) -> dict[str, Any]:
-        return {"channels": [choices[f"channels{i}"].derive() for i in range(LAYERS)]}
+    def arch_of(self, picks: Mapping[str, Any]) -> dict[str, Any]:
+        return {"channels": [picks[f"channels{i}"] for i in range(LAYERS)]}
+
+    def picks_of(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        return {f"channels{i}": channels for i, channels in enumerate(self.validate(arch)["channels"])}
 
     def validate(self, arch: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(arch, str):

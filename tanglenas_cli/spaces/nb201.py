@@ -17,14 +17,17 @@ import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from tanglenas_cli.benchmarks.nb201_keys import NB201_BENCHMARK
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import Choice, EntangledConv2d, MixedOp, WeightSource, Zero
-from tanglenas_cli.nas.fast_conv import Conv2d
-from tanglenas_cli.nas.pooling import BoxAvgPool2d
+from tanglenas_cli.layers.conv import Conv2d
+from tanglenas_cli.layers.pooling import BoxAvgPool2d
+from tanglenas_cli.nas.choices import Choice, WeightSource
+from tanglenas_cli.nas.entangled import EntangledConv2d
+from tanglenas_cli.nas.mixed_op import MixedOp, Zero
 from tanglenas_cli.spaces import register_space
 from tanglenas_cli.spaces.base import SearchSpace
 
@@ -183,7 +186,8 @@ def parse_arch_string(text: str) -> dict[str, Any]:
 class NB201Space(SearchSpace):
     """NAS-Bench-201 topology space."""
 
-    name = "nb201"
+    benchmark = NB201_BENCHMARK
+    tiny_options: ClassVar[Mapping[str, Any]] = {"C": 4, "N": 1}
     scalable_groups = True
     Options = NB201Options
     default_dataset = "cifar10"
@@ -214,8 +218,11 @@ class NB201Space(SearchSpace):
         network.choices = nn.ModuleDict({name.replace("<-", "_from_"): c for name, c in choices.items()})
         return network
 
-    def derive(self, choices: Mapping[str, Choice]) -> dict[str, Any]:
-        return {"edges": {name: choices[name].derive() for name in EDGE_NAMES}}
+    def arch_of(self, picks: Mapping[str, Any]) -> dict[str, Any]:
+        return {"edges": {name: picks[name] for name in EDGE_NAMES}}
+
+    def picks_of(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(self.validate(arch)["edges"])
 
     def validate(self, arch: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(arch, str):

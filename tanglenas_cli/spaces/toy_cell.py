@@ -11,15 +11,17 @@ import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from tanglenas_cli.benchmarks.toy_keys import TOY_CELL_BENCHMARK
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import Choice, MixedOp
+from tanglenas_cli.nas.choices import Choice
+from tanglenas_cli.nas.mixed_op import MixedOp
 from tanglenas_cli.spaces import register_space
-from tanglenas_cli.spaces.base import SearchSpace
+from tanglenas_cli.spaces.base import DataShape, SearchSpace
 from tanglenas_cli.spaces.darts_ops import DilConv, EntangledDilConv, EntangledSepConv, SepConv
 
 OPS = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
@@ -111,10 +113,12 @@ class ToyCellOptions:
 class ToyCellSpace(SearchSpace):
     """TangleNAS toy cell space."""
 
-    name = "toy_cell"
+    benchmark = TOY_CELL_BENCHMARK
+    profile_data = DataShape(num_classes=10, input_shape=(1, 28, 28))
+    tiny_data = DataShape(num_classes=10, input_shape=(1, 16, 16))
+    tiny_options: ClassVar[Mapping[str, Any]] = {"C": 4}
     scalable_groups = True
     Options = ToyCellOptions
-    benchmark_file = "entangled_cell_ss_benchmark.pkl"
     default_dataset = "fashion_mnist"
 
     def _plan(self) -> list[tuple[str, int, int, bool]]:
@@ -155,8 +159,12 @@ class ToyCellSpace(SearchSpace):
         network.choices = nn.ModuleDict({name.replace(".", "_"): c for name, c in choices.items()})
         return network
 
-    def derive(self, choices: Mapping[str, Choice]) -> dict[str, Any]:
-        return {t: [[choices[f"{t}.edge{e}"].derive(), EDGE_INPUTS[e]] for e in range(3)] for t in CELL_TYPES}
+    def arch_of(self, picks: Mapping[str, Any]) -> dict[str, Any]:
+        return {t: [[picks[f"{t}.edge{e}"], EDGE_INPUTS[e]] for e in range(3)] for t in CELL_TYPES}
+
+    def picks_of(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        arch = self.validate(arch)
+        return {f"{t}.edge{e}": arch[t][e][0] for t in CELL_TYPES for e in range(3)}
 
     def validate(self, arch: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(arch, Mapping) or set(arch) != set(CELL_TYPES):

@@ -15,8 +15,11 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from tanglenas_cli.benchmarks.toy_keys import TOY_CONV_MACRO_BENCHMARK
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import Choice, EntangledConv2d, JointChoice, MixedOp, WeightSource
+from tanglenas_cli.nas.choices import Choice, JointChoice, WeightSource
+from tanglenas_cli.nas.entangled import EntangledConv2d
+from tanglenas_cli.nas.mixed_op import MixedOp
 from tanglenas_cli.spaces import register_space
 from tanglenas_cli.spaces.base import SearchSpace
 
@@ -91,9 +94,8 @@ class ConvMacroOptions:
 class ConvMacroSpace(SearchSpace):
     """TangleNAS toy conv-macro space (channels x kernels)."""
 
-    name = "toy_conv_macro"
+    benchmark = TOY_CONV_MACRO_BENCHMARK
     Options = ConvMacroOptions
-    benchmark_file = "conv_macro_bench.pkl"
     default_dataset = "cifar10"
 
     def _flat_features(self) -> int:
@@ -153,11 +155,16 @@ class ConvMacroSpace(SearchSpace):
         network.choices = nn.ModuleDict({c.name: c for c in channels + kernels})
         return network
 
-    def derive(self, choices: Mapping[str, Choice]) -> dict[str, Any]:
+    def arch_of(self, picks: Mapping[str, Any]) -> dict[str, Any]:
         return {
-            "channels": [choices[f"channels{layer + 1}"].derive() for layer in range(4)],
-            "kernels": [choices[f"kernel{layer + 1}"].derive() for layer in range(4)],
+            "channels": [picks[f"channels{layer + 1}"] for layer in range(4)],
+            "kernels": [picks[f"kernel{layer + 1}"] for layer in range(4)],
         }
+
+    def picks_of(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        arch = self.validate(arch)
+        picks = {f"channels{layer + 1}": channels for layer, channels in enumerate(arch["channels"])}
+        return picks | {f"kernel{layer + 1}": kernel for layer, kernel in enumerate(arch["kernels"])}
 
     def validate(self, arch: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(arch, Mapping) or set(arch) != {"channels", "kernels"}:

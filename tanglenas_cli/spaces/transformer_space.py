@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.nas import Choice, EntangledLinear, FixedChoice, JointChoice, WeightSource
+from tanglenas_cli.nas.choices import Choice, FixedChoice, JointChoice, WeightSource
+from tanglenas_cli.nas.entangled import EntangledLinear
 from tanglenas_cli.nas.transformer import (
     EntangledEmbedding,
     EntangledLayerNorm,
@@ -68,11 +69,20 @@ class TransformerSpace(SearchSpace):
         return {"embed_dim": int(embed), self.DEPTH_KEY: int(depth), "num_heads": [int(h) for h in heads],
                 "mlp_ratio": [self.RATIO_TYPE(r) for r in ratios]}  # fmt: skip
 
-    def derive(self, choices: Mapping[str, Choice]) -> dict[str, Any]:
-        depth = int(choices["depth"].derive())
-        heads = [choices[f"layer{i}.heads"].derive() for i in range(depth)]
-        ratios = [choices[f"layer{i}.mlp_ratio"].derive() for i in range(depth)]
-        return self._arch(choices["embed"].derive(), depth, heads, ratios)
+    def arch_of(self, picks: Mapping[str, Any]) -> dict[str, Any]:
+        depth = int(picks["depth"])
+        heads = [picks[f"layer{i}.heads"] for i in range(depth)]
+        ratios = [picks[f"layer{i}.mlp_ratio"] for i in range(depth)]
+        return self._arch(picks["embed"], depth, heads, ratios)
+
+    def picks_of(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        arch, table = self.validate(arch), self.table
+        depth = arch[self.DEPTH_KEY]
+        picks: dict[str, Any] = {"embed": arch["embed_dim"], "depth": depth}
+        for i in range(max(table["depth"])):
+            picks[f"layer{i}.heads"] = arch["num_heads"][i] if i < depth else table["heads"][0]
+            picks[f"layer{i}.mlp_ratio"] = arch["mlp_ratio"][i] if i < depth else table["mlp_ratio"][0]
+        return picks
 
     def validate(self, arch: Mapping[str, Any]) -> dict[str, Any]:
         table, depth_key = self.table, self.DEPTH_KEY

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tanglenas_cli.nas.fast_conv import Conv2d, conv2d
+from tanglenas_cli.layers.conv import Conv2d, conv2d
 
 
 @pytest.mark.parametrize("size", [(16, 16), (15, 9), (7, 8)])
@@ -41,7 +41,7 @@ def test_channels_last_strided_1x1_conv_does_not_corrupt_memory():
     # torch 2.14's oneDNN weight gradient of this exact conv corrupts the heap (abort); ours subsamples.
     script = """
 import torch
-from tanglenas_cli.nas.fast_conv import Conv2d
+from tanglenas_cli.layers.conv import Conv2d
 conv = Conv2d(4, 4, 1, stride=2, bias=False).to(memory_format=torch.channels_last)
 for _ in range(20):
     x = torch.randn(47, 4, 16, 16).contiguous(memory_format=torch.channels_last).requires_grad_()

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from tanglenas_cli.nas.pooling import BoxAvgPool2d
+from tanglenas_cli.layers.pooling import BoxAvgPool2d
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -22,7 +22,7 @@ def test_box_pool_equals_avg_pool(stride, size, kernel):
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_skip_pool_mix_equals_weighted_sum(channels_last):
-    from tanglenas_cli.nas.pooling import skip_pool_mix
+    from tanglenas_cli.layers.pooling import skip_pool_mix
 
     x = torch.randn(2, 4, 9, 8, dtype=torch.float64)
     if channels_last:
@@ -41,7 +41,8 @@ def test_skip_pool_mix_equals_weighted_sum(channels_last):
 
 
 def test_mixed_op_fuses_skip_and_pool_without_changing_results():
-    from tanglenas_cli.nas import Choice, MixedOp, Zero
+    from tanglenas_cli.nas.choices import Choice
+    from tanglenas_cli.nas.mixed_op import MixedOp, Zero
 
     choice = Choice("edge", ["none", "skip", "pool", "conv"])
     conv = nn.Conv2d(3, 3, 3, padding=1)

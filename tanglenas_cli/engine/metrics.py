@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from tanglenas_cli.engine.task import perplexity
 
 
 def flatten_tokens(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
@@ -67,13 +68,8 @@ def evaluate(
         return {"loss": float("nan"), "top1": float("nan"), "top5": float("nan")}
     metrics = {"loss": loss_sum / count, "top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count}
     if tokens:
-        metrics["perplexity"] = math.exp(min(metrics["loss"], 700.0))
+        metrics["perplexity"] = perplexity(metrics["loss"])
     return metrics
-
-
-def fitness(metrics: dict[str, float]) -> float:
-    """Return the score to maximise: top-1 accuracy, or minus the loss for language models."""
-    return -metrics["loss"] if "perplexity" in metrics else metrics["top1"]
 
 
 def count_parameters(model: nn.Module) -> int:
