@@ -666,16 +666,8 @@ def profile_command(
         options[parts[1]] = value
     from tanglenas_cli.engine.profile import run_profile
 
-    result = run_profile(
-        space,
-        optimizer,
-        batch_size,
-        steps,
-        warmup,
-        options,
-        channels_last=channels_last,
-        compile=compile_model,
-    )
+    result = run_profile(space, optimizer, batch_size, steps, warmup, options, channels_last=channels_last,
+                         compile=compile_model)  # fmt: skip
     if as_json:
         print_result(result, as_json=True)
         return

@@ -21,9 +21,6 @@ class Registry(Generic[Entry]):
         """Return every name, in order."""
         return list(self._entries)
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
-
     def add(self, name: str, entry: Entry) -> None:
         """Add ``entry`` as ``name`` (replacing an entry of that name, in its place)."""
         self._entries[name] = entry

@@ -10,7 +10,7 @@ validate on whole blocks.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sized
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,6 @@ def search_splits(train_set: Dataset, train_portion: float) -> tuple[Dataset, Da
     """Return (weight split = first floor(train_portion * N) items, arch split = the rest), no shuffling."""
     if isinstance(train_portion, bool) or not 0 < train_portion <= 1:
         raise UserError(f"train_portion must be in (0, 1], got {train_portion!r}")
-    if not isinstance(train_set, Sized):
-        raise TypeError("search_splits needs a dataset with a length")
     if isinstance(train_set, TokenWindows):  # contiguous token ranges, as the corpus is ordered
         first, rest = train_set.split(train_portion)
         return first, rest  # type: ignore[return-value]

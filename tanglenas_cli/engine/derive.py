@@ -18,7 +18,7 @@ from tanglenas_cli.engine.posthoc import (
     random_search,
     scoring_batches,
 )
-from tanglenas_cli.engine.run_models import derive_from_checkpoint, derive_from_trajectory, load_supernet
+from tanglenas_cli.engine.run_models import derive_from_trajectory, load_supernet
 from tanglenas_cli.engine.task import task_of
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.nas.samplers import sampler_class
@@ -105,7 +105,8 @@ def run_derive(run_dir: Path, out: Path | None = None, epoch: int | None = None,
         space = create_space(cfg.space, options=cfg.space_options)
         arch, method = space.validate(stored["architecture"]), stored.get("derived_by", "search")
     else:
-        space, arch = derive_from_checkpoint(run_dir)
+        _, space, model = load_supernet(run_dir)
+        arch = space.derive(choices_by_name(model))
         method = "argmax of the architecture logits"
     key = space.benchmark_key(arch)
     target = out or run_dir / files.ARCH

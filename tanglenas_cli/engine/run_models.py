@@ -13,7 +13,7 @@ from tanglenas_cli.engine.checkpoint import load_checkpoint
 from tanglenas_cli.engine.factory import build_search_supernet
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.spaces import create_space
-from tanglenas_cli.spaces.base import DataShape, SearchSpace, choices_by_name
+from tanglenas_cli.spaces.base import DataShape, SearchSpace
 
 
 def space_from_state(space: str, data_shape: dict[str, Any], options: dict[str, Any]) -> SearchSpace:
@@ -57,12 +57,6 @@ def load_supernet(run_dir: Path) -> tuple[RunConfig, SearchSpace, nn.Module]:
             f"checkpoint in {run_dir} does not match its config: {str(error).splitlines()[0]}"
         ) from None
     return cfg, space, model
-
-
-def derive_from_checkpoint(run_dir: Path) -> tuple[SearchSpace, dict[str, Any]]:
-    """Return the space and the argmax architecture of the search checkpoint in ``run_dir``."""
-    _, space, model = load_supernet(run_dir)
-    return space, space.derive(choices_by_name(model))
 
 
 def derive_from_trajectory(run_dir: Path, epoch: int) -> dict[str, Any]:
