@@ -71,84 +71,59 @@ def _root(
 
 
 # ---------------------------------------------------------------------------------------------------
-# Options shared by several commands.
+# Option annotations.
 
-SpaceOption = Annotated[
-    str | None,
-    typer.Option("--space", metavar="SPACE", help=f"Search space, one of: {', '.join(list_spaces())}."),
-]
-DatasetOption = Annotated[
-    str | None,
-    typer.Option("--dataset", metavar="DATASET", help=f"Dataset, one of: {', '.join(list_datasets())}."),
-]
-PresetOption = Annotated[
-    str | None,
-    typer.Option(
-        "--preset",
-        metavar="NAME_OR_FILE",
-        help="Start from a preset: a name from `tanglenas presets` or the path of a .yaml file.",
-    ),
-]
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set",
-        metavar="KEY=VALUE",
-        help="Override one setting, applied last (repeatable). KEY is dotted, VALUE is YAML:"
-        " --set epochs=10 --set weight_optimizer.lr=0.1 --set space_options.C=8.",
-    ),
-]
-SeedOption = Annotated[
-    int | None, typer.Option("--seed", metavar="N", help="Seed of torch, numpy and Python RNGs.")
-]
-DataRootOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-root",
-        metavar="DIR",
-        help="Folder holding the datasets (default: $TANGLENAS_DATA_ROOT, else ~/.cache/tanglenas/data).",
-    ),
-]
-WandbOption = Annotated[
-    bool | None,
-    typer.Option("--wandb/--no-wandb", help="Log to Weights & Biases (default: off)."),
-]
-ChannelsLastOption = Annotated[
-    bool | None,
-    typer.Option(
-        "--channels-last/--no-channels-last",
-        help="Store weights and activations channels-last (faster convolutions on CPU; default: off).",
-    ),
-]
-MixedPrecisionOption = Annotated[
-    str | None,
-    typer.Option(
-        "--mixed-precision",
-        metavar="no|bf16|fp16",
-        help="Autocast precision via Accelerate (bf16 also on CPU; fp16 needs a GPU). Default: no.",
-    ),
-]
-BenchmarkDatasetOption = Annotated[
-    str | None,
-    typer.Option(
-        "--dataset",
-        metavar="DATASET",
-        help="Dataset column of benchmarks that hold several (default: the run's dataset, else cifar10).",
-    ),
-]
-CompileOption = Annotated[
-    bool | None,
-    typer.Option("--compile/--no-compile", help="Compile the model with torch.compile (default: off)."),
-]
+
+def _opt(kind: Any, *flags: str, help: str, **settings: Any) -> Any:
+    """Return the annotation of an option ``flags`` of type ``kind`` (``settings``: those of typer.Option)."""
+    return Annotated[kind, typer.Option(*flags, help=help, **settings)]
+
+
+def _arg(kind: Any, metavar: str, help: str, **settings: Any) -> Any:
+    """Return the annotation of a positional argument of type ``kind``."""
+    return Annotated[kind, typer.Argument(metavar=metavar, help=help, **settings)]
+
+
+# fmt: off
+SpaceOption = _opt(str | None, "--space", metavar="SPACE",
+                   help=f"Search space, one of: {', '.join(list_spaces())}.")
+DatasetOption = _opt(str | None, "--dataset", metavar="DATASET",
+                     help=f"Dataset, one of: {', '.join(list_datasets())}.")
+OptimizerHelp = f"One-shot optimizer, one of: {', '.join(list_optimizers())}."
+PresetOption = _opt(str | None, "--preset", metavar="NAME_OR_FILE",
+                    help="Start from a preset: a name from `tanglenas presets` or the path of a .yaml file.")
+SetOption = _opt(list[str] | None, "--set", metavar="KEY=VALUE",
+                 help="Override one setting, applied last (repeatable). KEY is dotted, VALUE is YAML:"
+                 " --set epochs=10 --set weight_optimizer.lr=0.1 --set space_options.C=8.")
+SeedOption = _opt(int | None, "--seed", metavar="N", help="Seed of torch, numpy and Python RNGs.")
+DataRootOption = _opt(Path | None, "--data-root", metavar="DIR",
+                      help="Folder holding the datasets (default: $TANGLENAS_DATA_ROOT, else"
+                           " ~/.cache/tanglenas/data).")
+WandbOption = _opt(bool | None, "--wandb/--no-wandb", help="Log to Weights & Biases (default: off).")
+ChannelsLastOption = _opt(bool | None, "--channels-last/--no-channels-last",
+                          help="Store weights and activations channels-last (faster convolutions on CPU;"
+                               " default: off).")
+MixedPrecisionOption = _opt(str | None, "--mixed-precision", metavar="no|bf16|fp16",
+                            help="Autocast precision via Accelerate (bf16 also on CPU; fp16 needs a GPU)."
+                                 " Default: no.")
+BenchmarkDatasetOption = _opt(str | None, "--dataset", metavar="DATASET",
+                              help="Dataset column of benchmarks that hold several (default: the run's"
+                                   " dataset, else cifar10).")
+CompileOption = _opt(bool | None, "--compile/--no-compile",
+                     help="Compile the model with torch.compile (default: off).")
+RunDirArgument = _arg(Path, "RUN_DIR", "Run directory written by `tanglenas search`.")
+BatchesOption = _opt(int | None, "--batches", min=1,
+                     help="Arch-split batches per score (default: the run's selection.batches).")
+# fmt: on
+
+
+def _json_option(what: str) -> Any:
+    """Return the annotation of ``--json`` (print ``what`` as JSON)."""
+    return _opt(bool, "--json", help=f"Print {what} as JSON.")
 
 
 # ---------------------------------------------------------------------------------------------------
-# Helpers: input checks, lazy engine imports, printing results.
-
-
-def _path_option(flag: str, metavar: str, help: str) -> Any:
-    """Return the annotation of an optional path option (``--flag PATH``)."""
-    return Annotated[Path | None, typer.Option(flag, metavar=metavar, help=help)]
+# Helpers: input checks.
 
 
 def _require(path: Path, what: str, test: str = "exists") -> Path:
@@ -171,42 +146,27 @@ def _run_flags(space: str | None, dataset: str | None, seed: int | None, out: Pa
 # Commands.
 
 
+PREPARABLE = [*list_datasets(), *BENCHMARK_PREPARE_STEPS]
+
+
 @app.command("prepare-data")
 def prepare_data(
-    dataset: Annotated[
-        str,
-        typer.Argument(
-            metavar="DATASET",
-            help=f"What to prepare, one of: {', '.join([*list_datasets(), *BENCHMARK_PREPARE_STEPS])}.",
-        ),
-    ],
-    source: _path_option(
-        "--from",
-        "PATH",
-        "Use this local file or folder instead of downloading (for machines without internet).",
-    ) = None,
+    dataset: _arg(str, "DATASET", f"What to prepare, one of: {', '.join(PREPARABLE)}."),
+    source: _opt(Path | None, "--from", metavar="PATH",
+                 help="Use this local file or folder instead of downloading (for machines without"
+                      " internet).") = None,
     data_root: DataRootOption = None,
-    name: Annotated[
-        str | None,
-        typer.Option("--name", help="text: the corpus name under DATA_ROOT/text (default: file stem)."),
-    ] = None,
-    tokenizer: Annotated[
-        str, typer.Option("--tokenizer", help="text/tinystories: gpt2 (tiktoken BPE) or bytes.")
-    ] = "gpt2",
-    tokenizer_file: _path_option(
-        "--tokenizer-file", "FILE", "text/tinystories: GPT-2 ranks file (gpt2.tiktoken), for offline use."
-    ) = None,
-    val_portion: Annotated[
-        float,
-        typer.Option(
-            "--val-portion",
-            help="text/tinystories: share of tokens (tinystories: of stories, when the source has no"
-            " validation part) kept for validation.",
-        ),
-    ] = 0.1,
-) -> None:
+    name: _opt(str | None, "--name",
+               help="text: the corpus name under DATA_ROOT/text (default: file stem).") = None,
+    tokenizer: _opt(str, "--tokenizer", help="text/tinystories: gpt2 (tiktoken BPE) or bytes.") = "gpt2",
+    tokenizer_file: _opt(Path | None, "--tokenizer-file", metavar="FILE",
+                         help="text/tinystories: GPT-2 ranks file (gpt2.tiktoken), for offline use.") = None,
+    val_portion: _opt(float, "--val-portion",
+                      help="text/tinystories: share of tokens (tinystories: of stories,"
+                      " when the source has no validation part) kept for validation.") = 0.1,
+) -> None:  # fmt: skip
     """Download (or unpack from --from) a dataset into the data root, so later runs work offline."""
-    check_name("dataset", dataset, [*list_datasets(), *BENCHMARK_PREPARE_STEPS])
+    check_name("dataset", dataset, PREPARABLE)
     if source is not None and not source.exists():
         raise UserError(f"--from path not found: {source}")
     root = data_root or default_data_root()
@@ -227,47 +187,28 @@ def prepare_data(
 @app.command()
 def search(
     space: SpaceOption = None,
-    optimizer: Annotated[
-        str | None,
-        typer.Option(
-            "--opt",
-            "--optimizer",
-            help=f"One-shot optimizer, one of: {', '.join(list_optimizers())}.",
-        ),
-    ] = None,
+    optimizer: _opt(str | None, "--opt", "--optimizer", help=OptimizerHelp) = None,
     dataset: DatasetOption = None,
     preset: PresetOption = None,
     overrides: SetOption = None,
     seed: SeedOption = None,
-    out: _path_option(
-        "--out",
-        "DIR",
-        "Run directory (default: a folder under runs/ named after"
-        " space, optimizer, we or ws, dataset and seed).",
-    ) = None,
-    ws: Annotated[
-        bool,
-        typer.Option(
-            "--ws", help="Weight sharing (separate weights per candidate) instead of weight entanglement."
-        ),
-    ] = False,
+    out: _opt(Path | None, "--out", metavar="DIR",
+              help="Run directory (default: a folder under runs/ named after"
+              " space, optimizer, we or ws, dataset and seed).") = None,
+    ws: _opt(bool, "--ws",
+             help="Weight sharing (separate weights per candidate) instead of weight entanglement.") = False,
     data_root: DataRootOption = None,
-    resume: _path_option(
-        "--resume", "RUN_DIR", "Continue an interrupted search from its run directory (uses its config.yaml)."
-    ) = None,
-    benchmark: _path_option(
-        "--benchmark", "FILE", "Tabular benchmark to query with the derived architecture after every epoch."
-    ) = None,
-    init_from: _path_option(
-        "--init-from",
-        "FILE",
-        "Start the supernet from a released checkpoint (mobilenetv3: an OFA MobileNetV3 .pth).",
-    ) = None,
+    resume: _opt(Path | None, "--resume", metavar="RUN_DIR",
+                 help="Continue an interrupted search from its run directory (uses its config.yaml).") = None,
+    benchmark: _opt(Path | None, "--benchmark", metavar="FILE",
+                    help="Tabular benchmark to query with the derived architecture each epoch.") = None,
+    init_from: _opt(Path | None, "--init-from", metavar="FILE",
+                    help="Start the supernet from a released checkpoint (mobilenetv3: an OFA .pth).") = None,
     wandb: WandbOption = None,
     channels_last: ChannelsLastOption = None,
     compile_model: CompileOption = None,
     mixed_precision: MixedPrecisionOption = None,
-) -> None:
+) -> None:  # fmt: skip
     """Search an architecture: train the supernet's weights and architecture logits, write a run directory.
 
     Settings resolve as defaults < --preset < flags (--space, --opt, ...) < --set KEY=VALUE.
@@ -282,17 +223,10 @@ def search(
                 f"--out {out} differs from --resume {resume}; a resumed run stays in its directory"
             )
         out = resume
-    flags = _run_flags(
-        space, dataset, seed, out, data_root, wandb, channels_last, compile_model, mixed_precision
-    )
-    flags.update(
-        {
-            "optimizer": optimizer,
-            "entangle": False if ws else None,
-            "benchmark": benchmark,
-            "init_from": init_from,
-        }
-    )
+    flags = _run_flags(space, dataset, seed, out, data_root, wandb, channels_last, compile_model,
+                       mixed_precision)  # fmt: skip
+    flags.update({"optimizer": optimizer, "entangle": False if ws else None, "benchmark": benchmark,
+                  "init_from": init_from})  # fmt: skip
     cfg = build_config(preset=preset, flags=flags, overrides=overrides or (), base=base)
     if cfg.benchmark is not None:
         _require(cfg.benchmark, "benchmark file")
@@ -314,59 +248,27 @@ def _positive(value: float | None) -> float | None:
 
 @app.command()
 def derive(
-    run_dir: Annotated[
-        Path, typer.Argument(metavar="RUN_DIR", help="Run directory written by `tanglenas search`.")
-    ],
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out", metavar="FILE", help=f"Where to write the architecture (default: RUN_DIR/{ARCH_FILE})."
-        ),
-    ] = None,
-    epoch: Annotated[
-        int | None,
-        typer.Option(
-            "--epoch",
-            metavar="N",
-            min=1,
-            help="Take the architecture recorded after epoch N (trajectory.jsonl), not the last checkpoint.",
-        ),
-    ] = None,
-    strategy: Annotated[
-        str | None,
-        typer.Option(
-            "--strategy",
-            metavar="random|evolution",
-            help="Search the trained supernet (SPOS second stage) instead of taking the logits' argmax.",
-        ),
-    ] = None,
-    samples: Annotated[
-        int | None,
-        typer.Option(
-            "--samples",
-            min=1,
-            help="Random search: architectures scored (default: the run's selection.samples).",
-        ),
-    ] = None,
-    generations: Annotated[int, typer.Option("--generations", min=1, help="Evolution: generations.")] = 20,
-    population: Annotated[int, typer.Option("--population", min=2, help="Evolution: population.")] = 50,
-    batches: Annotated[
-        int | None,
-        typer.Option(
-            "--batches", min=1, help="Arch-split batches per score (default: the run's selection.batches)."
-        ),
-    ] = None,
-    min_params: Annotated[int | None, typer.Option("--min-params", min=0, help="Parameter floor.")] = None,
-    max_params: Annotated[int | None, typer.Option("--max-params", min=1, help="Parameter cap.")] = None,
-    min_flops: Annotated[
-        float | None,
-        typer.Option("--min-flops", callback=_positive, help="FLOPs floor (forward, one input; e.g. 1e6)."),
-    ] = None,
-    max_flops: Annotated[
-        float | None,
-        typer.Option("--max-flops", callback=_positive, help="FLOPs cap (forward, one input; e.g. 2.5e8)."),
-    ] = None,
-) -> None:
+    run_dir: RunDirArgument,
+    out: _opt(Path | None, "--out", metavar="FILE",
+              help=f"Where to write the architecture (default: RUN_DIR/{ARCH_FILE}).") = None,
+    epoch: _opt(int | None, "--epoch", metavar="N", min=1,
+                help="Take the architecture recorded after epoch N (trajectory.jsonl), not the last"
+                     " checkpoint.") = None,
+    strategy: _opt(str | None, "--strategy", metavar="random|evolution",
+                   help="Search the trained supernet (SPOS second stage) instead of taking the logits'"
+                        " argmax.") = None,
+    samples: _opt(int | None, "--samples", min=1,
+                  help="Random search: architectures scored (default: the run's selection.samples).") = None,
+    generations: _opt(int, "--generations", min=1, help="Evolution: generations.") = 20,
+    population: _opt(int, "--population", min=2, help="Evolution: population.") = 50,
+    batches: BatchesOption = None,
+    min_params: _opt(int | None, "--min-params", min=0, help="Parameter floor.") = None,
+    max_params: _opt(int | None, "--max-params", min=1, help="Parameter cap.") = None,
+    min_flops: _opt(float | None, "--min-flops", callback=_positive,
+                    help="FLOPs floor (forward, one input; e.g. 1e6).") = None,
+    max_flops: _opt(float | None, "--max-flops", callback=_positive,
+                    help="FLOPs cap (forward, one input; e.g. 2.5e8).") = None,
+) -> None:  # fmt: skip
     """Derive the final architecture of a search run and write arch.yaml.
 
     By default the argmax of the architecture logits; with --strategy random|evolution, the best
@@ -388,44 +290,32 @@ def derive(
 
 @app.command()
 def train(
-    target: Annotated[
-        Path | None,
-        typer.Argument(
-            metavar="[ARCH_YAML_OR_RUN_DIR]",
-            help=f"An architecture file, a run directory holding {ARCH_FILE} (from `tanglenas derive`),"
-            " or SPACE:NAME, an architecture shipped with a space (e.g. darts:arch_drnas_we2_0_5).",
-            show_default=False,
-        ),
-    ] = None,
+    target: _arg(Path | None, "[ARCH_YAML_OR_RUN_DIR]", "An architecture file, a run directory holding"
+                                                        f" {ARCH_FILE}"
+                 " (from `tanglenas derive`), or SPACE:NAME, an architecture shipped with a space"
+                 " (e.g. darts:arch_drnas_we2_0_5).", show_default=False) = None,
     space: SpaceOption = None,
     dataset: DatasetOption = None,
     preset: PresetOption = None,
     overrides: SetOption = None,
     seed: SeedOption = None,
-    out: _path_option("--out", "DIR", "Directory for the trained checkpoint and metrics.") = None,
+    out: _opt(Path | None, "--out", metavar="DIR",
+              help="Directory for the trained checkpoint and metrics.") = None,
     data_root: DataRootOption = None,
     wandb: WandbOption = None,
     channels_last: ChannelsLastOption = None,
     compile_model: CompileOption = None,
     mixed_precision: MixedPrecisionOption = None,
-    inherit: _path_option(
-        "--inherit",
-        "RUN_DIR",
-        "Start from the weights of this search run's supernet (fine-tune) instead of from scratch.",
-    ) = None,
-    from_run: _path_option(
-        "--from-run",
-        "RUN_DIR",
-        "Train the architecture a search run had after --epoch (default: its last), from its"
-        " trajectory, instead of an architecture file.",
-    ) = None,
-    epoch: Annotated[
-        int | None,
-        typer.Option(
-            "--epoch", metavar="N", help="With --from-run: the epoch (from 1) whose architecture to train."
-        ),
-    ] = None,
-) -> None:
+    inherit: _opt(Path | None, "--inherit", metavar="RUN_DIR",
+                  help="Start from the weights of this search run's supernet (fine-tune) instead of from"
+                       " scratch.") = None,
+    from_run: _opt(Path | None, "--from-run", metavar="RUN_DIR",
+                   help="Train the architecture a search run had"
+                   " after --epoch (default: its last), from its trajectory, instead of an architecture"
+                   " file.") = None,
+    epoch: _opt(int | None, "--epoch", metavar="N",
+                help="With --from-run: the epoch (from 1) whose architecture to train.") = None,
+) -> None:  # fmt: skip
     """Train a derived architecture from scratch and write its checkpoint.
 
     Space, dataset and data settings come from the search's config.yaml beside the architecture file.
@@ -437,41 +327,25 @@ def train(
     from tanglenas_cli.engine.train import run_train
     from tanglenas_cli.engine.train_target import resolve_train_target
 
-    flags = _run_flags(
-        space, dataset, seed, out, data_root, wandb, channels_last, compile_model, mixed_precision
-    )
+    flags = _run_flags(space, dataset, seed, out, data_root, wandb, channels_last, compile_model,
+                       mixed_precision)  # fmt: skip
     arch_file, cfg = resolve_train_target(target, from_run, epoch, preset, flags, overrides or ())
     print_result(run_train(arch_file, cfg, inherit=inherit))
 
 
 @app.command("eval")
 def evaluate(
-    checkpoint: Annotated[
-        Path,
-        typer.Argument(metavar="CHECKPOINT", help="model.pt written by `tanglenas train`, or its directory."),
-    ],
-    split: Annotated[
-        str,
-        typer.Option(
-            "--split", metavar="SPLIT", help=f"Split to evaluate, one of: {', '.join(EVAL_SPLITS)}."
-        ),
-    ] = "test",
+    checkpoint: _arg(Path, "CHECKPOINT", "model.pt written by `tanglenas train`, or its directory."),
+    split: _opt(str, "--split", metavar="SPLIT",
+                help=f"Split to evaluate, one of: {', '.join(EVAL_SPLITS)}.") = "test",
     data_root: DataRootOption = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option("--batch-size", metavar="N", help="Evaluation batch size (default: the training one)."),
-    ] = None,
-    image_size: Annotated[
-        int | None,
-        typer.Option(
-            "--image-size",
-            metavar="PX",
-            min=1,
-            help="Evaluate at this square resolution instead of the trained one (e.g. MobileNetV3 at 224).",
-        ),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
-) -> None:
+    batch_size: _opt(int | None, "--batch-size", metavar="N",
+                     help="Evaluation batch size (default: the training one).") = None,
+    image_size: _opt(int | None, "--image-size", metavar="PX", min=1,
+                     help="Evaluate at this square resolution instead of the trained one (e.g. MobileNetV3"
+                          " at 224).") = None,
+    as_json: _json_option("the metrics") = False,
+) -> None:  # fmt: skip
     """Evaluate a trained checkpoint (accuracy, or loss and perplexity) on the test or validation split."""
     _require(checkpoint / "model.pt" if checkpoint.is_dir() else checkpoint, "checkpoint", "is_file")
     check_name("split", split, EVAL_SPLITS)
@@ -479,47 +353,27 @@ def evaluate(
         raise UserError(f"invalid value for --batch-size: {batch_size} (expected a number > 0)")
     from tanglenas_cli.engine.evaluate import run_eval
 
-    result = run_eval(
-        checkpoint, split=split, data_root=data_root, batch_size=batch_size, image_size=image_size
-    )
-    print_result(result, as_json)
+    print_result(run_eval(checkpoint, split=split, data_root=data_root, batch_size=batch_size,
+                          image_size=image_size), as_json)  # fmt: skip
 
 
 @app.command("sample")
 def sample(
-    checkpoint: Annotated[
-        Path,
-        typer.Argument(
-            metavar="CHECKPOINT",
-            help="Language-model checkpoint written by `tanglenas train` (or its directory).",
-        ),
-    ],
-    prompt: Annotated[
-        str, typer.Option("--prompt", metavar="TEXT", help="Text to continue (empty: start a new document).")
-    ] = "",
-    tokens: Annotated[
-        int, typer.Option("--tokens", metavar="N", help="Most tokens to generate (fewer at end of text).")
-    ] = 200,
-    temperature: Annotated[
-        float,
-        typer.Option(
-            "--temperature", metavar="T", help="Divide the logits by T; 0 picks the likeliest token."
-        ),
-    ] = 0.8,
-    top_k: Annotated[
-        int, typer.Option("--top-k", metavar="K", help="Sample among the K likeliest tokens (0: all).")
-    ] = 200,
-    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the sampler.")] = 0,
-    tokenizer_file: _path_option(
-        "--tokenizer-file",
-        "FILE",
-        "GPT-2 ranks file (default: the one the corpus was prepared with, else tiktoken's cache).",
-    ) = None,
+    checkpoint: _arg(Path, "CHECKPOINT", "Language-model checkpoint written by `tanglenas train` (or its"
+                                         " directory)."),
+    prompt: _opt(str, "--prompt", metavar="TEXT",
+                 help="Text to continue (empty: start a new document).") = "",
+    tokens: _opt(int, "--tokens", metavar="N", help="Most tokens to generate (fewer at end of text).") = 200,
+    temperature: _opt(float, "--temperature", metavar="T",
+                      help="Divide the logits by T; 0 picks the likeliest token.") = 0.8,
+    top_k: _opt(int, "--top-k", metavar="K", help="Sample among the K likeliest tokens (0: all).") = 200,
+    seed: _opt(int, "--seed", metavar="N", help="Seed of the sampler.") = 0,
+    tokenizer_file: _opt(Path | None, "--tokenizer-file", metavar="FILE",
+                         help="GPT-2 ranks file (default: the one the corpus was prepared with, else"
+                              " tiktoken's cache).") = None,
     data_root: DataRootOption = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the prompt, text and settings as JSON.")
-    ] = False,
-) -> None:
+    as_json: _json_option("the prompt, text and settings") = False,
+) -> None:  # fmt: skip
     """Generate text with a trained language model (nanoGPT), continuing --prompt."""
     _require(checkpoint, "checkpoint")
     if tokenizer_file is not None:
@@ -541,25 +395,15 @@ def sample(
 
 @app.command("bench-query")
 def bench_query(
-    target: Annotated[
-        str,
-        typer.Argument(
-            metavar="TARGET",
-            help=f"An {ARCH_FILE}, a run directory, or an architecture string"
-            " (e.g. an NB201 string |nor_conv_3x3~0|+|...|).",
-        ),
-    ],
-    benchmark: _path_option("--benchmark", "FILE", "Tabular benchmark file to query (required).") = None,
-    space: Annotated[
-        str | None,
-        typer.Option(
-            "--space",
-            help="Space of an architecture string (default: guessed from the target).",
-        ),
-    ] = None,
+    target: _arg(str, "TARGET", f"An {ARCH_FILE}, a run directory, or an architecture string"
+                 " (e.g. an NB201 string |nor_conv_3x3~0|+|...|)."),
+    benchmark: _opt(Path | None, "--benchmark", metavar="FILE",
+                    help="Tabular benchmark file to query (required).") = None,
+    space: _opt(str | None, "--space",
+                help="Space of an architecture string (default: guessed from the target).") = None,
     dataset: BenchmarkDatasetOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the benchmark entry as JSON.")] = False,
-) -> None:
+    as_json: _json_option("the benchmark entry") = False,
+) -> None:  # fmt: skip
     """Look up an architecture's accuracy (and cost) in a tabular benchmark, without training it."""
     if benchmark is None:
         raise UserError("bench-query needs --benchmark FILE (the tabular benchmark to query)")
@@ -580,33 +424,18 @@ def bench_query(
 
 @app.command("correlate")
 def correlate(
-    run_dir: Annotated[
-        Path, typer.Argument(metavar="RUN_DIR", help="Run directory written by `tanglenas search`.")
-    ],
-    benchmark: Annotated[
-        Path | None,
-        typer.Option("--benchmark", metavar="FILE", help="Tabular benchmark of the run's space (required)."),
-    ] = None,
-    samples: Annotated[
-        int,
-        typer.Option(
-            "--samples", min=2, help="Architectures drawn uniformly (all of them if the space has no more)."
-        ),
-    ] = 100,
-    batches: Annotated[
-        int | None,
-        typer.Option(
-            "--batches", min=1, help="Arch-split batches per score (default: the run's selection.batches)."
-        ),
-    ] = None,
-    top_k: Annotated[
-        int | None,
-        typer.Option("--top-k", min=1, help="k of the top-k overlap (default: 10% of the sample)."),
-    ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the draw (default: the run's).")] = None,
+    run_dir: RunDirArgument,
+    benchmark: _opt(Path | None, "--benchmark", metavar="FILE",
+                    help="Tabular benchmark of the run's space (required).") = None,
+    samples: _opt(int, "--samples", min=2,
+                  help="Architectures drawn uniformly (all of them if the space has no more).") = 100,
+    batches: BatchesOption = None,
+    top_k: _opt(int | None, "--top-k", min=1,
+                help="k of the top-k overlap (default: 10% of the sample).") = None,
+    seed: _opt(int | None, "--seed", help="Seed of the draw (default: the run's).") = None,
     dataset: BenchmarkDatasetOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
-) -> None:
+    as_json: _json_option("the statistics") = False,
+) -> None:  # fmt: skip
     """How well a trained supernet ranks architectures: Kendall tau, Spearman rho, top-k overlap.
 
     Each sampled architecture is scored on the supernet as `derive --strategy` scores it (its path picked,
@@ -628,33 +457,18 @@ def correlate(
 
 @app.command("profile")
 def profile_command(
-    space: Annotated[
-        str,
-        typer.Option("--space", metavar="SPACE", help=f"Search space, one of: {', '.join(list_spaces())}."),
-    ],
-    optimizer: Annotated[
-        str,
-        typer.Option(
-            "--opt", "--optimizer", help=f"One-shot optimizer, one of: {', '.join(list_optimizers())}."
-        ),
-    ] = "drnas",
-    batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", min=1, help="Batch size.")] = 64,
-    steps: Annotated[int, typer.Option("--steps", metavar="N", min=1, help="Measured steps (median).")] = 10,
-    warmup: Annotated[int, typer.Option("--warmup", metavar="N", min=0, help="Unmeasured steps first.")] = 3,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set", metavar="space_options.KEY=VALUE", help="Space setting (repeatable), e.g. C=8."
-        ),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
-    channels_last: Annotated[
-        bool, typer.Option("--channels-last", help="Store weights and activations channels-last.")
-    ] = False,
-    compile_model: Annotated[
-        bool, typer.Option("--compile", help="torch.compile every mode (compiles before the warm-up).")
-    ] = False,
-) -> None:
+    space: _opt(str, "--space", metavar="SPACE", help=f"Search space, one of: {', '.join(list_spaces())}."),
+    optimizer: _opt(str, "--opt", "--optimizer", help=OptimizerHelp) = "drnas",
+    batch_size: _opt(int, "--batch-size", metavar="N", min=1, help="Batch size.") = 64,
+    steps: _opt(int, "--steps", metavar="N", min=1, help="Measured steps (median).") = 10,
+    warmup: _opt(int, "--warmup", metavar="N", min=0, help="Unmeasured steps first.") = 3,
+    overrides: _opt(list[str] | None, "--set", metavar="space_options.KEY=VALUE",
+                    help="Space setting (repeatable), e.g. C=8.") = None,
+    as_json: _json_option("the numbers") = False,
+    channels_last: _opt(bool, "--channels-last", help="Store weights and activations channels-last.") = False,
+    compile_model: _opt(bool, "--compile",
+                        help="torch.compile every mode (compiles before the warm-up).") = False,
+) -> None:  # fmt: skip
     """Step time and peak memory: WE supernet, WS supernet and the largest subnet, each in its own process."""
     check_space(space)
     optimizer_entry(optimizer)
@@ -675,14 +489,8 @@ def profile_command(
         f", {name}" for name, on in (("channels-last", channels_last), ("compiled", compile_model)) if on
     )
     table = Table(title=f"{space}, {optimizer}, batch {batch_size}{extras}, {result['device']}")
-    for column in (
-        "mode",
-        "step (s)",
-        "peak memory (MB)",
-        "parameters",
-        "time / largest",
-        "memory / largest",
-    ):
+    for column in ("mode", "step (s)", "peak memory (MB)", "parameters", "time / largest",
+                   "memory / largest"):  # fmt: skip
         table.add_column(column, justify="right")
     for mode, numbers in result["modes"].items():
         time_ratio = result.get(f"{mode}_time_ratio", 1.0)
@@ -695,7 +503,7 @@ def profile_command(
 @app.command("doctor")
 def doctor(
     data_root: DataRootOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    as_json: _json_option("the report") = False,
 ) -> None:
     """Versions, devices, Accelerate config, data and benchmark files found: paste it into a bug report."""
     from tanglenas_cli.engine.doctor import run_doctor

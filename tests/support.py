@@ -130,3 +130,15 @@ def synthetic_benchmark(space_name: str, options: dict, folder: Path) -> Path:
         writer.writerow(["arch", "cifar10_test"])
         writer.writerows([key, round(rng.uniform(80, 95), 3)] for key in keys)
     return path
+
+
+def copy_conv_group(group, op, slot: int) -> None:
+    """Copy candidate ``slot`` of an entangled SepConv/DilConv ``group`` into the discrete ``op``.
+
+    Both are the same layers at the same indices; only the depthwise kernels are sliced.
+    """
+    for layer, source in zip(op, group, strict=True):
+        if hasattr(source, "candidate_weight"):
+            layer.weight.data.copy_(source.candidate_weight(slot))
+        else:
+            layer.load_state_dict(source.state_dict())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import subprocess
@@ -278,8 +277,7 @@ def _run_dir(path: Path, dataset: str | None, with_config: str | None = None) ->
 def test_run_directory_picks_its_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tanglenas_cli.spaces as spaces
 
-    monkeypatch.setattr(spaces, "_SPACES", copy.copy(spaces._SPACES))
-    monkeypatch.setattr(spaces._SPACES, "_entries", {**spaces._SPACES._entries, "nb201": _FakeNB201Space})
+    monkeypatch.setitem(spaces._SPACES._entries, "nb201", _FakeNB201Space)
     run = _run_dir(tmp_path / "run", "cifar100")
     assert resolve_target(run) == ("nb201", ARCH, "cifar100")
     report = run_bench_query(run, _need(NB201_CSV))

@@ -103,7 +103,7 @@ def test_scaled_group_output_is_its_total_weight_times_the_normalised_group():
     x = torch.randn(4, 4, 16, 16)
     sep, dil = edge.groups
     expected_sep = 0.4 * sep(x)  # sep reads (0.25, 0.75)
-    assert torch.allclose(sep.first.source.mixing().weights, torch.tensor([0.25, 0.75]))
+    assert torch.allclose(sep[1].source.mixing().weights, torch.tensor([0.25, 0.75]))
     expected = expected_sep + 0.6 * dil(x)
     torch.testing.assert_close(edge(x), expected)
     choice.set_mixing(torch.tensor([0.5, 0.5, 0.0, 0.0]))  # a group of total weight 0 adds exactly 0

@@ -7,7 +7,6 @@ search, derive, train and profile with no other edit.
 from __future__ import annotations
 
 import ast
-import copy
 import importlib
 import json
 import sys
@@ -97,7 +96,7 @@ def throwaway_space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     folder.mkdir()
     (folder / "throwaway_space_module.py").write_text(THROWAWAY)
     monkeypatch.syspath_prepend(str(folder))
-    monkeypatch.setattr(spaces, "_SPACES", copy.deepcopy(spaces._SPACES))  # forgotten after the test
+    monkeypatch.setitem(spaces._SPACES._entries, "throwaway", "")  # removed again after the test
     importlib.import_module("throwaway_space_module")
     yield "throwaway"
     sys.modules.pop("throwaway_space_module", None)

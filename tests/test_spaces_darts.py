@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from support import invoke
+from support import copy_conv_group, invoke
 
 from tanglenas_cli.config import build_config
 from tanglenas_cli.engine.factory import make_sampler_for
@@ -245,19 +245,9 @@ def copy_cell_weights(super_cell, cell, pairs) -> None:
         edge_number = dict((s, e) for e, s in NODE_EDGES[position // 2])[state]
         edge, op = super_cell.ops[edge_number], cell.ops[position]
         slot = 0 if name.endswith("3x3") else 1
-        if name.startswith("sep"):
-            group = edge.groups[0]
-            op[1].weight.data.copy_(group.first.candidate_weight(slot))
-            op[2].load_state_dict(group.pointwise1.state_dict())
-            op[3].load_state_dict(group.norm1.state_dict())
-            op[5].weight.data.copy_(group.second.candidate_weight(slot))
-            op[6].load_state_dict(group.pointwise2.state_dict())
-            op[7].load_state_dict(group.norm2.state_dict())
-        elif name.startswith("dil"):
-            group = edge.groups[1]
-            op[1].weight.data.copy_(group.depthwise.candidate_weight(slot))
-            op[2].load_state_dict(group.pointwise.state_dict())
-            op[3].load_state_dict(group.norm.state_dict())
+        if name.startswith(("sep", "dil")):  # same layers at the same indices; depthwise convs sliced
+            group = edge.groups[0 if name.startswith("sep") else 1]
+            copy_conv_group(group, op, slot)
         elif isinstance(op, FactorizedReduce):
             op.load_state_dict(edge.candidates[OPS.index(name)].state_dict())
 

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
-from support import TOY_BENCHMARKS
+from support import TOY_BENCHMARKS, copy_conv_group
 
 from tanglenas_cli.benchmarks import KNOWN_TOY_BENCHMARKS, load_benchmark
 from tanglenas_cli.errors import UserError
@@ -113,17 +113,7 @@ def copy_toy_cell_weights(supernet, network, arch, ops):
             index = ops.index(name)
             group = super_edge.groups[0 if name.startswith("sep") else 1]
             slot = index % 2
-            if name.startswith("sep"):
-                op[1].weight.data.copy_(group.first.candidate_weight(slot))
-                op[2].load_state_dict(group.pointwise1.state_dict())
-                op[3].load_state_dict(group.norm1.state_dict())
-                op[5].weight.data.copy_(group.second.candidate_weight(slot))
-                op[6].load_state_dict(group.pointwise2.state_dict())
-                op[7].load_state_dict(group.norm2.state_dict())
-            else:
-                op[1].weight.data.copy_(group.depthwise.candidate_weight(slot))
-                op[2].load_state_dict(group.pointwise.state_dict())
-                op[3].load_state_dict(group.norm.state_dict())
+            copy_conv_group(group, op, slot)
     network.head.load_state_dict(supernet.head.state_dict())
 
 

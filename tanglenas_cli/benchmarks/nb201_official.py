@@ -27,15 +27,8 @@ from typing import Any
 
 from tanglenas_cli.errors import UserError
 
+from . import nb201_keys as keys
 from .nb201 import RowSource
-from .nb201_keys import (
-    NATS_SSS_BENCHMARK,
-    NB201_BENCHMARK,
-    NB201_COLUMNS,
-    check_key,
-    column_name,
-    nb201_benchmark_of_key,
-)
 
 INSTALL_HINT = "pip install 'tanglenas[nb201]' (or: pip install nats_bench nas-bench-201)"
 
@@ -48,7 +41,7 @@ OFFICIAL_DATASETS: dict[str, str] = {
 CIFAR10_VALID_DATASET = "cifar10-valid"
 # The training schedule queried in each NATS space: 200 epochs (topology), 90 epochs (size).
 NATS_HPS: dict[str, str] = {"tss": "200", "sss": "90"}
-NATS_BENCHMARKS: dict[str, str] = {"tss": NB201_BENCHMARK, "sss": NATS_SSS_BENCHMARK}
+NATS_BENCHMARKS: dict[str, str] = {"tss": keys.NB201_BENCHMARK, "sss": keys.NATS_SSS_BENCHMARK}
 NATS_META_FILE = "meta.pickle.pbz2"
 _NATS_ARCH_FILE = re.compile(r"^(\d+)\.pickle\.pbz2$")
 
@@ -124,7 +117,7 @@ def open_nats_api(directory: Path) -> tuple[Any, str]:
             first = str(api.meta_archs[0]) if len(api) else ""
         except Exception as error:  # nats_bench raises assertions, ValueError, OSError, pickle errors
             raise UserError(f"nats_bench cannot open {directory}: {_one_line(error)}") from None
-        found = "sss" if nb201_benchmark_of_key(first) == NATS_SSS_BENCHMARK else "tss"
+        found = "sss" if keys.nb201_benchmark_of_key(first) == keys.NATS_SSS_BENCHMARK else "tss"
         if found == kind:
             return api, kind
         kind = found
@@ -136,15 +129,15 @@ def nats_row(api: Any, index: int, hp: str) -> dict[str, float]:
     row: dict[str, float] = {}
     for dataset, official in OFFICIAL_DATASETS.items():
         info = api.get_more_info(index, official, hp=hp, is_random=False)
-        _put(row, column_name(dataset, "train"), info.get("train-accuracy"))
+        _put(row, keys.column_name(dataset, "train"), info.get("train-accuracy"))
         if dataset != "cifar10":
-            _put(row, column_name(dataset, "valid"), info.get("valid-accuracy"))
-        _put(row, column_name(dataset, "test"), info.get("test-accuracy"))
+            _put(row, keys.column_name(dataset, "valid"), info.get("valid-accuracy"))
+        _put(row, keys.column_name(dataset, "test"), info.get("test-accuracy"))
     try:
         info = api.get_more_info(index, CIFAR10_VALID_DATASET, hp=hp, is_random=False)
     except (KeyError, ValueError, AssertionError):
         return row  # a benchmark without the separate cifar10-valid runs
-    _put(row, column_name("cifar10", "valid"), info.get("valid-accuracy"))
+    _put(row, keys.column_name("cifar10", "valid"), info.get("valid-accuracy"))
     return row
 
 
@@ -175,7 +168,7 @@ def nats_source(directory: Path) -> RowSource:
     def rows() -> Iterator[tuple[str, dict[str, float]]]:
         for index in indices:
             try:
-                key = check_key(benchmark, str(api.arch(index)))
+                key = keys.check_key(benchmark, str(api.arch(index)))
                 row = nats_row(api, index, hp)
             except UserError:
                 raise
@@ -191,7 +184,7 @@ def nats_source(directory: Path) -> RowSource:
             yield key, row
 
     return RowSource(
-        benchmark, NB201_COLUMNS, rows(), f"NATS-Bench {kind} folder ({len(indices):,} architectures)"
+        benchmark, keys.NB201_COLUMNS, rows(), f"NATS-Bench {kind} folder ({len(indices):,} architectures)"
     )
 
 
@@ -241,7 +234,7 @@ def nb201_pth_source(path: Path) -> RowSource:
         for index in sorted(infos):
             info = infos.pop(index)  # drop each architecture once read
             try:
-                key = check_key(NB201_BENCHMARK, str(meta_archs[index]))
+                key = keys.check_key(keys.NB201_BENCHMARK, str(meta_archs[index]))
                 results = ArchResults.create_from_state_dict(info["full"])
             except UserError as error:
                 raise UserError(f"{path}: architecture {index}: {error}") from None
@@ -250,12 +243,12 @@ def nb201_pth_source(path: Path) -> RowSource:
             row: dict[str, float] = {}
             for dataset, official in OFFICIAL_DATASETS.items():
                 for split, set_name in _PTH_SETS[dataset]:
-                    _put(row, column_name(dataset, split), metric(results, official, set_name))
-            _put(row, column_name("cifar10", "valid"), metric(results, CIFAR10_VALID_DATASET, "x-valid"))
+                    _put(row, keys.column_name(dataset, split), metric(results, official, set_name))
+            _put(row, keys.column_name("cifar10", "valid"), metric(results, CIFAR10_VALID_DATASET, "x-valid"))
             if not row:
                 raise UserError(f"{path}: architecture {index} has no 200-epoch accuracies")
             yield key, row
 
     return RowSource(
-        NB201_BENCHMARK, NB201_COLUMNS, rows(), f"NAS-Bench-201 file ({len(infos):,} architectures)"
+        keys.NB201_BENCHMARK, keys.NB201_COLUMNS, rows(), f"NAS-Bench-201 file ({len(infos):,} architectures)"
     )

@@ -12,18 +12,11 @@ from torchvision.datasets import CIFAR10, CIFAR100
 from tanglenas_cli.data.augment import randaugment, random_erasing
 from tanglenas_cli.data.cutout import Cutout
 from tanglenas_cli.data.download import download
-from tanglenas_cli.data.files import (
-    copy_tree,
-    is_tar_archive,
-    one_line,
-    replace_dir,
-    safe_extract_tar,
-    staging_dir,
-)
+from tanglenas_cli.data.files import one_line, replace_dir, staging_dir, unpack
 from tanglenas_cli.data.info import DatasetInfo
 from tanglenas_cli.data.options import int_option, read_options
 from tanglenas_cli.data.paths import dataset_dir, prepare_command
-from tanglenas_cli.errors import UserError
+from tanglenas_cli.errors import UserError, check_name
 
 MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
 STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
@@ -41,9 +34,7 @@ _READ_ERRORS = (RuntimeError, OSError, EOFError, ValueError, KeyError, IndexErro
 
 
 def _variant(name: str) -> tuple[type[CIFAR10], int, str]:
-    if name not in _VARIANTS:
-        raise UserError(f"unknown CIFAR dataset {name!r}; choose one of: {', '.join(_VARIANTS)}")
-    return _VARIANTS[name]
+    return _VARIANTS[check_name("CIFAR dataset", name, _VARIANTS)]
 
 
 def batches_folder(name: str, data_root: Path) -> Path:
@@ -122,31 +113,23 @@ def _find_batches(folder: Path, base_folder: str) -> Path | None:
 
 
 def _stage_source(name: str, source: Path, staging: Path) -> None:
+    """Put the batches folder of ``source`` (it, a folder or tar holding it, or a folder holding the tar)
+    at ``staging/<base folder>``."""
     dataset_class, _, title = _variant(name)
-    base_folder, archive_name, meta_name = (
-        dataset_class.base_folder,
-        dataset_class.filename,
-        dataset_class.meta["filename"],
-    )
-    staged = staging / base_folder
-    if source.is_dir() and (source / meta_name).is_file():
-        copy_tree(source, staged)  # the extracted batches folder itself
-        return
-    if source.is_dir() and _find_batches(source, base_folder) is not None:
-        copy_tree(_find_batches(source, base_folder), staged)
-        return
-    archive = source / archive_name if source.is_dir() else source
-    if not is_tar_archive(archive):
-        raise UserError(
-            f"--from {source} is neither the official {archive_name}"
-            f" nor a folder holding {base_folder} for {title}"
-        )
-    extracted = staging / "extracted"
-    safe_extract_tar(archive, extracted)
-    found = _find_batches(extracted, base_folder)
+    base_folder, archive_name = dataset_class.base_folder, dataset_class.filename
+
+    def find(folder: Path) -> Path | None:
+        is_batches = (folder / dataset_class.meta["filename"]).is_file()
+        return folder if is_batches else _find_batches(folder, base_folder)
+
+    found = unpack(source, staging, find)
+    if found is None and (source / archive_name).is_file():
+        found = unpack(source / archive_name, staging, find)
     if found is None:
-        raise UserError(f"{archive} holds no {base_folder} folder; is it the official {archive_name}?")
-    found.rename(staged)
+        raise UserError(
+            f"--from {source} is neither the official {archive_name} nor holds {base_folder} for {title}"
+        )
+    found.rename(staging / base_folder)
 
 
 def _verify(name: str, root: Path, origin: str) -> tuple[int, int]:

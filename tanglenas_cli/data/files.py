@@ -7,7 +7,7 @@ import shutil
 import tarfile
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 from tanglenas_cli.errors import UserError
@@ -101,3 +101,20 @@ def copy_tree(source: Path, destination: Path) -> None:
         shutil.copytree(source, destination)
     except (OSError, shutil.Error) as error:
         raise UserError(f"cannot copy {source} to {destination}: {one_line(error)}") from None
+
+
+def unpack(source: Path, staging: Path, find: Callable[[Path], Path | None]) -> Path | None:
+    """Return the folder ``find`` picks in ``source`` (a folder: copied; a tar: extracted) in ``staging``.
+
+    None when ``source`` is neither, or ``find`` picks nothing in it.
+    """
+    unpacked = staging / "unpacked"
+    if source.is_dir():
+        found = find(source)
+        if found is not None:
+            copy_tree(found, unpacked)
+            return unpacked
+    elif is_tar_archive(source):
+        safe_extract_tar(source, unpacked)
+        return find(unpacked)
+    return None

@@ -13,14 +13,7 @@ from torchvision import transforms
 from torchvision.datasets import ImageFolder
 
 from tanglenas_cli.data.augment import check_augment_options, randaugment, random_erasing
-from tanglenas_cli.data.files import (
-    copy_tree,
-    is_tar_archive,
-    one_line,
-    replace_dir,
-    safe_extract_tar,
-    staging_dir,
-)
+from tanglenas_cli.data.files import one_line, replace_dir, staging_dir, unpack
 from tanglenas_cli.data.info import DatasetInfo
 from tanglenas_cli.data.options import floats_option, int_option, read_options
 from tanglenas_cli.data.paths import dataset_dir, prepare_command
@@ -162,20 +155,11 @@ def prepare_image_tree(
     source = Path(source).expanduser()
     target = dataset_dir(data_root, name)
     with staging_dir(Path(data_root).expanduser()) as staging:
-        unpacked = staging / "unpacked"
-        if source.is_dir():
-            found = _find_root(source, splits)
-            if found is None:
-                raise UserError(f"--from {source} holds no {folders} folders; expected {layout}")
-            copy_tree(found, unpacked)
-            root: Path | None = unpacked
-        elif is_tar_archive(source):
-            safe_extract_tar(source, unpacked)
-            root = _find_root(unpacked, splits)
-            if root is None:
-                raise UserError(f"--from {source} holds no {folders} folders; expected {layout}")
-        else:
-            raise UserError(f"--from {source} must be a folder or a tar archive holding {folders}")
+        root = unpack(source, staging, lambda folder: _find_root(folder, splits))
+        if root is None:
+            raise UserError(
+                f"--from {source} (a folder or tar archive) holds no {folders} folders; expected {layout}"
+            )
         train, held = check_layout(root, f"check --from {source}", splits, layout)
         replace_dir(root, target)
     counts = f"{len(train):,} {splits[0]} / {len(held):,} {splits[1]} images"

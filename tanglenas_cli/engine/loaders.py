@@ -245,18 +245,16 @@ class WindowStream:
 
 
 def batch_stream(
-    dataset: Dataset,
-    batch_size: int,
-    seed: int,
-    num_workers: int = 0,
-    rank: int = 0,
-    world: int = 1,
-    pin_memory: bool = False,
+    dataset: Dataset, batch_size: int, seed: int, **options: Any
 ) -> CyclingLoader | WindowStream:
-    """Return an endless stream over ``dataset``: random windows of a token corpus, else seeded passes."""
+    """Return an endless stream over ``dataset``: random windows of a token corpus, else seeded passes.
+
+    ``options``: those of :class:`CyclingLoader` (a token corpus ignores ``num_workers``).
+    """
     if isinstance(dataset, TokenWindows):
-        return WindowStream(dataset, batch_size, seed, rank, world, pin_memory)
-    return CyclingLoader(dataset, batch_size, seed, num_workers, rank, world, pin_memory)
+        options.pop("num_workers", None)
+        return WindowStream(dataset, batch_size, seed, **options)
+    return CyclingLoader(dataset, batch_size, seed, **options)
 
 
 class WeightBatches:
@@ -274,9 +272,8 @@ class WeightBatches:
         self.stream: CyclingLoader | WindowStream | None = None
         if steps_per_epoch is not None or isinstance(dataset, TokenWindows):
             # its own seed: the arch split's stream is seeded by the run's seed too
-            self.stream = batch_stream(
-                dataset, batch_size, seed + 7_919, num_workers, rank, world, pin_memory
-            )
+            self.stream = batch_stream(dataset, batch_size, seed + 7_919, num_workers=num_workers, rank=rank,
+                                       world=world, pin_memory=pin_memory)  # fmt: skip
             tokens_pass = getattr(dataset, "blocks_per_pass", 0) // (batch_size * world * grad_accum)
             self.steps = steps_per_epoch or max(1, tokens_pass)
         else:

@@ -146,10 +146,10 @@ class SearchRun:
                     f"train_portion={cfg.train_portion} leaves no arch split for {cfg.optimizer}"
                     " (search_strategy=simultaneous needs none)"
                 )
-            self.arch_stream = batch_stream(
-                self.data.arch_split, cfg.batch_size, cfg.seed, cfg.num_workers, *self._shard,
-                pin_memory=cfg.pin_memory,
-            )  # fmt: skip
+            rank, world = self._shard
+            self.arch_stream = batch_stream(self.data.arch_split, cfg.batch_size, cfg.seed, rank=rank,
+                                            world=world, num_workers=cfg.num_workers,
+                                            pin_memory=cfg.pin_memory)  # fmt: skip
         self.lookup = BenchmarkLookup.for_config(cfg, self.space)
         self.start_epoch = 0
         if checkpoint is not None:

@@ -20,7 +20,6 @@ the single superposition (the contract every other entangled layer of the projec
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -30,14 +29,21 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import Tensor, nn
 
-from tanglenas_cli.errors import UserError
+from tanglenas_cli.errors import UserError, check_name
 from tanglenas_cli.layers.relative_position import RelativePosition2D
 from tanglenas_cli.nas.choices import WeightSource
 from tanglenas_cli.nas.entangled import EntangledConv2d, EntangledLinear
 from tanglenas_cli.nas.superposition import SlicedDim, Superposition
 from tanglenas_cli.nas.transformer import EntangledLayerNorm, EntangledSelfAttention, run_blocks
 from tanglenas_cli.spaces import register_space
-from tanglenas_cli.spaces.transformer_space import Layers, TransformerSpace, init_transformer_weights, joint
+from tanglenas_cli.spaces.base import check_rate
+from tanglenas_cli.spaces.transformer_space import (
+    Layers,
+    TransformerSpace,
+    attention_candidates,
+    entangled_mlp,
+    init_transformer_weights,
+)
 
 LAYER_NORM_EPS = 1e-5  # AutoFormer's LayerNormSuper: PyTorch's default
 
@@ -63,12 +69,10 @@ class AutoFormerOptions:
     reference_remask: bool = False
 
     def check(self) -> None:
-        if self.variant not in VARIANTS:
-            raise UserError(f"unknown AutoFormer variant {self.variant!r}; choose from {', '.join(VARIANTS)}")
+        check_name("AutoFormer variant", self.variant, VARIANTS)
         if self.patch_size < 1 or self.head_dim < 1 or self.relative_position < 0:
             raise UserError("AutoFormer needs patch_size >= 1, head_dim >= 1 and relative_position >= 0")
-        if not 0 <= self.drop_path < 1:
-            raise UserError(f"AutoFormer needs 0 <= drop_path < 1, got {self.drop_path}")
+        check_rate("AutoFormer", "drop_path", self.drop_path)
 
 
 class Block(nn.Module):
@@ -78,22 +82,13 @@ class Block(nn.Module):
                  options: AutoFormerOptions, drop_path: float) -> None:  # fmt: skip
         super().__init__()
         embeds = [int(e) for e in embed.candidates]
-        attention_pairs = list(itertools.product(embed.candidates, heads.candidates))
-        mlp_pairs = list(itertools.product(embed.candidates, ratio.candidates))
-        hidden = [int(e * r) for e, r in mlp_pairs]
         self.norm1 = EntangledLayerNorm(embed, embeds, eps=LAYER_NORM_EPS)
         self.attention = EntangledSelfAttention(
-            joint(embed, heads),
-            [e for e, _ in attention_pairs],
-            [h for _, h in attention_pairs],
-            options.head_dim,
-            relative_position=options.relative_position or None,
-            remask_heads=options.reference_remask,
-        )
-        mlp = joint(embed, ratio)
+            *attention_candidates(embed, heads), options.head_dim,
+            relative_position=options.relative_position or None, remask_heads=options.reference_remask,
+        )  # fmt: skip
         self.norm2 = EntangledLayerNorm(embed, embeds, eps=LAYER_NORM_EPS)
-        self.fc1 = EntangledLinear(mlp, [e for e, _ in mlp_pairs], hidden)
-        self.fc2 = EntangledLinear(mlp, hidden, [e for e, _ in mlp_pairs])
+        self.fc1, self.fc2 = entangled_mlp(embed, ratio)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:

@@ -143,6 +143,12 @@ def inherit_prefix_slices(supernet_state: Mapping[str, Any], network: nn.Module)
             tensor.copy_(source[tuple(slice(0, n) for n in tensor.shape)])
 
 
+def check_rate(space: str, key: str, value: float) -> None:
+    """Raise a UserError unless 0 <= ``value`` < 1 (a dropout or drop-path rate of space option ``key``)."""
+    if not 0 <= value < 1:
+        raise UserError(f"{space} needs 0 <= {key} < 1, got {value}")
+
+
 def choices_by_name(model: nn.Module) -> dict[str, Choice]:
     """Return the Choices of ``model`` keyed by their names."""
     return {choice.name: choice for choice in find_choices(model)}

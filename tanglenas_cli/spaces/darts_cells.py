@@ -18,7 +18,7 @@ from tanglenas_cli.layers.conv import Conv2d
 from tanglenas_cli.layers.pooling import BoxAvgPool2d
 from tanglenas_cli.nas.choices import Choice
 from tanglenas_cli.nas.mixed_op import MixedOp, Zero
-from tanglenas_cli.spaces.darts_ops import DilConv, EntangledDilConv, EntangledSepConv, SepConv
+from tanglenas_cli.spaces.darts_ops import DilConv, SepConv
 
 OPS = (
     "none",
@@ -90,8 +90,8 @@ def entangled_edge(choice: Choice, channels: int, stride: int, affine: bool, sca
     """Return a WE edge: none, pools and skip apart; {sep 3x3, 5x5} and {dil 3x3, 5x5} superposed
     (``scaled``: each pair's output weighted by its total weight, see :class:`MixedOp`)."""
     separate: list[nn.Module | None] = [make_op(name, channels, stride, affine, True) for name in OPS[:4]]
-    sep = EntangledSepConv(choice.subset([4, 5], scaled), channels, channels, [3, 5], stride, affine)
-    dil = EntangledDilConv(choice.subset([6, 7], scaled), channels, channels, [3, 5], stride, affine)
+    sep = SepConv(channels, channels, [3, 5], stride, affine, choice.subset([4, 5], scaled))
+    dil = DilConv(channels, channels, [3, 5], stride, affine, choice.subset([6, 7], scaled))
     groups = [([4, 5], sep), ([6, 7], dil)]
     return MixedOp(choice, separate + [None] * 4, groups=groups, scale_groups=scaled)
 

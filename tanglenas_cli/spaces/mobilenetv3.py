@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tanglenas_cli.errors import UserError
+from tanglenas_cli.errors import UserError, check_name
 from tanglenas_cli.layers.channels import make_divisible
 from tanglenas_cli.layers.conv import Conv2d
 from tanglenas_cli.layers.kernel_transform import transformed_kernel
@@ -40,7 +40,7 @@ from tanglenas_cli.nas.choices import Choice, FixedChoice, WeightSource
 from tanglenas_cli.nas.ofa import EntangledMBConv, TransformedKernelConv2d
 from tanglenas_cli.nas.transformer import run_blocks
 from tanglenas_cli.spaces import register_space
-from tanglenas_cli.spaces.base import DataShape, SearchSpace, inherit_prefix_slices
+from tanglenas_cli.spaces.base import DataShape, SearchSpace, check_rate, inherit_prefix_slices
 
 STAGES = 5
 STAGE_ACTIVATIONS = ("relu", "relu", "h_swish", "h_swish", "h_swish")
@@ -70,12 +70,8 @@ class MobileNetV3Options:
     width_mult: float = 1.0
 
     def check(self) -> None:
-        if self.variant not in VARIANTS:
-            raise UserError(
-                f"unknown mobilenetv3 variant {self.variant!r}; choose from {', '.join(VARIANTS)}"
-            )
-        if not 0 <= self.dropout < 1:
-            raise UserError(f"mobilenetv3 needs 0 <= dropout < 1, got {self.dropout}")
+        check_name("mobilenetv3 variant", self.variant, VARIANTS)
+        check_rate("mobilenetv3", "dropout", self.dropout)
         if not self.width_mult > 0:
             raise UserError(f"mobilenetv3 needs width_mult > 0, got {self.width_mult}")
 

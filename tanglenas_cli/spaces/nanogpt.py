@@ -13,7 +13,6 @@ initialised as nanoGPT's (:func:`init_weights`).
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tanglenas_cli.errors import UserError
+from tanglenas_cli.errors import UserError, check_name
 from tanglenas_cli.nas.choices import WeightSource, arch_parameters
 from tanglenas_cli.nas.entangled import EntangledLinear
 from tanglenas_cli.nas.superposition import SlicedDim, Superposition
@@ -34,8 +33,14 @@ from tanglenas_cli.nas.transformer import (
     run_blocks,
 )
 from tanglenas_cli.spaces import register_space
-from tanglenas_cli.spaces.base import DataShape
-from tanglenas_cli.spaces.transformer_space import Layers, TransformerSpace, init_transformer_weights, joint
+from tanglenas_cli.spaces.base import DataShape, check_rate
+from tanglenas_cli.spaces.transformer_space import (
+    Layers,
+    TransformerSpace,
+    attention_candidates,
+    entangled_mlp,
+    init_transformer_weights,
+)
 
 VARIANTS: dict[str, dict[str, tuple]] = {
     "paper": {"embed": (384, 576, 768), "depth": (5, 6, 7), "heads": (6, 8, 12), "mlp_ratio": (2, 3, 4)},
@@ -60,10 +65,8 @@ class NanoGPTOptions:
     def check(self) -> None:
         if self.vocab_multiple < 1:
             raise UserError(f"nanoGPT needs vocab_multiple >= 1, got {self.vocab_multiple}")
-        if self.variant not in VARIANTS:
-            raise UserError(f"unknown nanoGPT variant {self.variant!r}; choose from {', '.join(VARIANTS)}")
-        if not 0 <= self.dropout < 1:
-            raise UserError(f"nanoGPT needs 0 <= dropout < 1, got {self.dropout}")
+        check_name("nanoGPT variant", self.variant, VARIANTS)
+        check_rate("nanoGPT", "dropout", self.dropout)
 
 
 class GPTBlock(nn.Module):
@@ -72,17 +75,10 @@ class GPTBlock(nn.Module):
     def __init__(self, embed: WeightSource, heads: WeightSource, ratio: WeightSource, dropout: float) -> None:
         super().__init__()
         widths = [int(e) for e in embed.candidates]
-        attention = list(itertools.product(embed.candidates, heads.candidates))
-        mlp = list(itertools.product(embed.candidates, ratio.candidates))
-        hidden = [int(e * r) for e, r in mlp]
         self.norm1 = EntangledLayerNorm(embed, widths, bias=False)
-        self.attention = EntangledWidthAttention(
-            joint(embed, heads), [e for e, _ in attention], [h for _, h in attention]
-        )
+        self.attention = EntangledWidthAttention(*attention_candidates(embed, heads))
         self.norm2 = EntangledLayerNorm(embed, widths, bias=False)
-        source = joint(embed, ratio)
-        self.fc1 = EntangledLinear(source, [e for e, _ in mlp], hidden, bias=False)
-        self.fc2 = EntangledLinear(source, hidden, [e for e, _ in mlp], bias=False)
+        self.fc1, self.fc2 = entangled_mlp(embed, ratio, bias=False)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:

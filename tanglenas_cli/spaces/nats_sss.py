@@ -115,11 +115,23 @@ class SizeNetwork(nn.Module):
         return self.classifier(x.mean(dim=(2, 3)))
 
 
-class _EntangledParts:
-    """WE: every conv and batch norm is one 64-wide tensor whose widths are channel prefixes."""
+class _Parts:
+    """Builds the layers of one kind of network from per-layer widths (Choices, or ints when discrete)."""
 
     def __init__(self, space: NATSSizeSpace) -> None:
         self.space = space
+
+    def same(self, a: Any, b: Any) -> bool:
+        """Whether two layers have one width (the skip edge between them is then the identity)."""
+        return a is b
+
+    def cell_norm(self, cell: bool) -> tuple[bool, bool]:
+        """Return (affine, track_running_stats) of a cell's (``cell``) or a ResNet block's BN."""
+        return (self.space.options.affine if cell else True), self.space.options.track_running_stats
+
+
+class _EntangledParts(_Parts):
+    """WE: every conv and batch norm is one 64-wide tensor whose widths are channel prefixes."""
 
     def _conv_source(self, prev: Choice, cur: Choice) -> tuple[WeightSource, list[int], list[int]]:
         if prev is cur:
@@ -128,11 +140,10 @@ class _EntangledParts:
         ins, outs = (list(v) for v in zip(*joint.candidates, strict=True))
         return joint, ins, outs
 
-    def conv_bn(
-        self, prev: Choice, cur: Choice, kernel: int, stride: int, affine: bool, relu: bool = True
-    ) -> nn.Module:
+    def conv_bn(self, prev: Choice, cur: Choice, kernel: int, stride: int, cell: bool = True,
+                relu: bool = True) -> nn.Module:  # fmt: skip
         source, ins, outs = self._conv_source(prev, cur)
-        track = self.space.options.track_running_stats
+        affine, track = self.cell_norm(cell)
         conv = EntangledConv2d(source, ins, outs, kernel, stride=stride)
         norm = EntangledBatchNorm2d(cur, WIDTHS, affine=affine, track_running_stats=track)
         return ReLUConvBN(nn.ReLU(), conv, norm) if relu else ConvBN(conv, norm)
@@ -169,16 +180,12 @@ class PadChannels(nn.Module):
         return x[:, : self.width]
 
 
-class _SharedParts:
+class _SharedParts(_Parts):
     """WS: one separate module per candidate width; outputs are zero-padded to 64 and mixed."""
 
-    def __init__(self, space: NATSSizeSpace) -> None:
-        self.space = space
-
-    def conv_bn(
-        self, prev: Choice, cur: Choice, kernel: int, stride: int, affine: bool, relu: bool = True
-    ) -> nn.Module:
-        track = self.space.options.track_running_stats
+    def conv_bn(self, prev: Choice, cur: Choice, kernel: int, stride: int, cell: bool = True,
+                relu: bool = True) -> nn.Module:  # fmt: skip
+        affine, track = self.cell_norm(cell)
         ops = [
             nn.Sequential(
                 PadChannels(MAX_WIDTH), conv_bn(MAX_WIDTH, width, kernel, stride, affine, track, relu)
@@ -207,6 +214,56 @@ class _SharedParts:
         return MixedOp(last, [_FirstFeatures(w, nn.Linear(w, classes)) for w in WIDTHS])
 
 
+class _DiscreteParts(_Parts):
+    """The discrete network: plain layers of the given widths (NATS-Bench's own by default)."""
+
+    def same(self, a: int, b: int) -> bool:
+        return a == b
+
+    def cell_norm(self, cell: bool) -> tuple[bool, bool]:
+        return self.space.options.network_norm() if cell else (True, True)
+
+    def conv_bn(self, c_in: int, c_out: int, kernel: int, stride: int, cell: bool = True,
+                relu: bool = True) -> nn.Module:  # fmt: skip
+        return conv_bn(c_in, c_out, kernel, stride, *self.cell_norm(cell), relu)
+
+    def shortcut(self, c_in: int, c_out: int) -> nn.Module:
+        return nn.Conv2d(c_in, c_out, 1, bias=False)
+
+    def stem(self, width: int) -> nn.Module:
+        conv = nn.Conv2d(self.space.data.input_shape[0], width, 3, padding=1, bias=False)
+        return nn.Sequential(conv, nn.BatchNorm2d(width))
+
+    def last_norm(self, width: int) -> nn.Module:
+        return nn.BatchNorm2d(width)
+
+    def classifier(self, width: int) -> nn.Module:
+        return nn.Linear(width, self.space.data.num_classes)
+
+
+def _assemble(parts: _Parts, widths: list[Any]) -> SizeNetwork:
+    """Return the size network with layer ``i`` of width ``widths[i]``, its layers built by ``parts``."""
+    stem = parts.stem(widths[0])
+    layers: list[nn.Module] = []
+    for i, cur in enumerate(widths):
+        prev = widths[max(i - 1, 0)]
+        if i in REDUCTIONS:
+            convs = parts.conv_bn(prev, cur, 3, 2, cell=False), parts.conv_bn(cur, cur, 3, 1, cell=False)
+            layers.append(ResNetBlock(*convs, parts.shortcut(prev, cur)))
+            continue
+        edges: list[nn.Module] = []
+        for _, src, op in CELL:
+            first = prev if src == 0 else cur
+            if op == "conv":
+                edges.append(parts.conv_bn(first, cur, 3, 1))
+            elif parts.same(first, cur):
+                edges.append(nn.Identity())
+            else:
+                edges.append(parts.conv_bn(first, cur, 1, 1, relu=False))
+        layers.append(Cell(edges))
+    return SizeNetwork(stem, layers, parts.last_norm(widths[-1]), parts.classifier(widths[-1]))
+
+
 class _FirstFeatures(nn.Module):
     """Feeds the first ``width`` features to ``module``."""
 
@@ -229,67 +286,13 @@ class NATSSizeSpace(SearchSpace):
     # -- supernet -------------------------------------------------------------------------------
     def build_supernet(self, entangle: bool = True) -> nn.Module:
         choices = [Choice(f"channels{i}", WIDTHS) for i in range(LAYERS)]
-        parts = _EntangledParts(self) if entangle else _SharedParts(self)
-        layers: list[nn.Module] = []
-        for i, cur in enumerate(choices):
-            prev = choices[max(i - 1, 0)]
-            if i in REDUCTIONS:
-                layers.append(
-                    ResNetBlock(
-                        parts.conv_bn(prev, cur, 3, 2, True),
-                        parts.conv_bn(cur, cur, 3, 1, True),
-                        parts.shortcut(prev, cur),
-                    )
-                )
-                continue
-            edges: list[nn.Module] = []
-            for _, src, op in CELL:
-                first = prev if src == 0 else cur
-                if op == "conv":
-                    edges.append(parts.conv_bn(first, cur, 3, 1, self.options.affine))
-                elif first is cur:
-                    edges.append(nn.Identity())
-                else:
-                    edges.append(parts.conv_bn(first, cur, 1, 1, self.options.affine, relu=False))
-            layers.append(Cell(edges))
-        last = choices[-1]
-        network = SizeNetwork(parts.stem(choices[0]), layers, parts.last_norm(last), parts.classifier(last))
+        network = _assemble(_EntangledParts(self) if entangle else _SharedParts(self), choices)
         network.choices = nn.ModuleDict({c.name: c for c in choices})
         return network
 
     # -- discrete network -----------------------------------------------------------------------
     def build_network(self, arch: Mapping[str, Any]) -> nn.Module:
-        widths = self.validate(arch)["channels"]
-        affine, track = self.options.network_norm()
-        stem = nn.Sequential(
-            nn.Conv2d(self.data.input_shape[0], widths[0], 3, padding=1, bias=False),
-            nn.BatchNorm2d(widths[0]),
-        )
-        layers: list[nn.Module] = []
-        for i, c_out in enumerate(widths):
-            c_in = widths[max(i - 1, 0)]
-            if i in REDUCTIONS:
-                layers.append(
-                    ResNetBlock(
-                        conv_bn(c_in, c_out, 3, 2, True, True),
-                        conv_bn(c_out, c_out, 3, 1, True, True),
-                        nn.Conv2d(c_in, c_out, 1, bias=False),
-                    )
-                )
-                continue
-            edges: list[nn.Module] = []
-            for _, src, op in CELL:
-                edge_in = c_in if src == 0 else c_out
-                if op == "conv":
-                    edges.append(conv_bn(edge_in, c_out, 3, 1, affine, track))
-                elif edge_in == c_out:
-                    edges.append(nn.Identity())
-                else:
-                    edges.append(conv_bn(edge_in, c_out, 1, 1, affine, track, relu=False))
-            layers.append(Cell(edges))
-        return SizeNetwork(
-            stem, layers, nn.BatchNorm2d(widths[-1]), nn.Linear(widths[-1], self.data.num_classes)
-        )
+        return _assemble(_DiscreteParts(self), self.validate(arch)["channels"])
 
     # -- architectures ------------------------------------------------------------------------
     def arch_of(self, picks: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from tanglenas_cli.benchmarks.nb201_keys import NB201_BENCHMARK
-from tanglenas_cli.errors import UserError
+from tanglenas_cli.errors import UserError, check_name
 from tanglenas_cli.layers.conv import Conv2d
 from tanglenas_cli.layers.pooling import BoxAvgPool2d
 from tanglenas_cli.nas.choices import Choice, WeightSource
@@ -42,10 +42,7 @@ NETWORK_KINDS = ("benchmark", "supernet")
 
 def check_network_kind(space: str, network: str) -> None:
     """Raise a UserError unless ``network`` is one of NETWORK_KINDS."""
-    if network not in NETWORK_KINDS:
-        raise UserError(
-            f"unknown {space} space_options.network {network!r}; choose from {', '.join(NETWORK_KINDS)}"
-        )
+    check_name(f"{space} space_options.network", network, NETWORK_KINDS)
 
 
 @dataclass

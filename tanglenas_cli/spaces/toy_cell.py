@@ -22,7 +22,7 @@ from tanglenas_cli.nas.choices import Choice
 from tanglenas_cli.nas.mixed_op import MixedOp
 from tanglenas_cli.spaces import register_space
 from tanglenas_cli.spaces.base import DataShape, SearchSpace
-from tanglenas_cli.spaces.darts_ops import DilConv, EntangledDilConv, EntangledSepConv, SepConv
+from tanglenas_cli.spaces.darts_ops import DilConv, SepConv
 
 OPS = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
 EDGE_INPUTS = (0, 0, 1)  # the node each edge reads: 0 = cell input, 1 = node 1
@@ -43,8 +43,8 @@ def entangled_edge(
 ) -> MixedOp:
     """Return an edge whose sep and dil pairs each share one superposed 5x5 kernel (``scaled``: each
     pair's output weighted by its total weight, see :class:`MixedOp`)."""
-    sep = EntangledSepConv(choice.subset([0, 1], scaled), c_in, c_out, [3, 5], stride, affine)
-    dil = EntangledDilConv(choice.subset([2, 3], scaled), c_in, c_out, [3, 5], stride, affine)
+    sep = SepConv(c_in, c_out, [3, 5], stride, affine, choice.subset([0, 1], scaled))
+    dil = DilConv(c_in, c_out, [3, 5], stride, affine, choice.subset([2, 3], scaled))
     return MixedOp(choice, [None] * 4, groups=[([0, 1], sep), ([2, 3], dil)], scale_groups=scaled)
 
 

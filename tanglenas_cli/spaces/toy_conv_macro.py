@@ -21,7 +21,7 @@ from tanglenas_cli.nas.choices import Choice, JointChoice, WeightSource
 from tanglenas_cli.nas.entangled import EntangledConv2d
 from tanglenas_cli.nas.mixed_op import MixedOp
 from tanglenas_cli.spaces import register_space
-from tanglenas_cli.spaces.base import SearchSpace
+from tanglenas_cli.spaces.base import SearchSpace, check_rate
 
 CHANNELS = ((8, 16, 32), (16, 32, 64), (32, 64, 128), (64, 128, 256))
 KERNELS = (3, 5, 7)
@@ -86,8 +86,7 @@ class ConvMacroOptions:
     dropout: float = 0.5
 
     def check(self) -> None:
-        if not 0 <= self.dropout < 1:
-            raise UserError(f"toy_conv_macro needs 0 <= dropout < 1, got {self.dropout}")
+        check_rate("toy_conv_macro", "dropout", self.dropout)
 
 
 @register_space("toy_conv_macro")
@@ -99,11 +98,7 @@ class ConvMacroSpace(SearchSpace):
     default_dataset = "cifar10"
 
     def _flat_features(self) -> int:
-        _, height, width = self.data.input_shape
-        height, width = (
-            height // 4 + 2 * LAST_PADDING - LAST_KERNEL + 1,
-            width // 4 + 2 * LAST_PADDING - LAST_KERNEL + 1,
-        )
+        height, width = (side // 4 + 2 * LAST_PADDING - LAST_KERNEL + 1 for side in self.data.input_shape[1:])
         if height < 1 or width < 1:
             raise UserError(
                 f"toy_conv_macro needs inputs of at least 12x12 pixels, got {self.data.input_shape[1:]}"

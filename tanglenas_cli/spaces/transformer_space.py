@@ -7,6 +7,7 @@ A subclass sets ``VARIANTS`` (choice lists per ``options.variant``), the archite
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -31,6 +32,24 @@ def joint(*sources: WeightSource) -> WeightSource:
     if all(isinstance(s, FixedChoice) for s in sources):
         return FixedChoice(tuple(s.candidates[0] for s in sources))
     return JointChoice(list(sources))
+
+
+def attention_candidates(
+    embed: WeightSource, heads: WeightSource
+) -> tuple[WeightSource, list[int], list[int]]:
+    """Return an attention layer's joint (embed x heads) source, its candidates' widths and head counts."""
+    pairs = list(itertools.product(embed.candidates, heads.candidates))
+    return joint(embed, heads), [int(e) for e, _ in pairs], [int(h) for _, h in pairs]
+
+
+def entangled_mlp(embed: WeightSource, ratio: WeightSource, bias: bool = True) -> tuple[nn.Module, nn.Module]:
+    """Return fc1 and fc2 of a block's MLP over the joint (embed x ratio) candidates (hidden: e * r)."""
+    pairs = list(itertools.product(embed.candidates, ratio.candidates))
+    widths, hidden = [int(e) for e, _ in pairs], [int(e * r) for e, r in pairs]
+    source = joint(embed, ratio)
+    return EntangledLinear(source, widths, hidden, bias=bias), EntangledLinear(
+        source, hidden, widths, bias=bias
+    )
 
 
 class TransformerSpace(SearchSpace):
