@@ -62,7 +62,7 @@ def test_discrete_network_is_the_benchmarks_by_default_whatever_the_search_setti
     assert params_of(searched) == 1_285_706  # the old default: conv biases, cell BN without affine
     supernet_cells = NB201Space(shape, {"network": "supernet", "affine": False})
     assert params_of(supernet_cells.build_network(BEST)) == 1_285_706
-    with pytest.raises(UserError, match=r"space_options\.network 'trained'; choose one of: benchmark, supernet"):
+    with pytest.raises(UserError, match=r"network 'trained'; choose one of: benchmark, supernet"):
         NB201Space(shape, {"network": "trained"})
 
 
