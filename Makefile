@@ -10,11 +10,11 @@ DATA ?=
 BENCH ?=
 RUNS ?= runs/reproduce
 
-.PHONY: install test lint format reproduce-nb201 reproduce-darts
+.PHONY: install test lint format gpu-check reproduce-nb201 reproduce-darts
 
-install:  ## editable install with runtime, wandb, NB201/NATS-Bench and dev dependencies, plus the reference networks
+install:  ## editable install with runtime, wandb, NB201/NATS-Bench, ONNX export and dev dependencies, plus the reference networks
 	$(PIP) install --upgrade pip
-	$(PIP) install -e ".[dev,wandb,nb201]"
+	$(PIP) install -e ".[dev,wandb,nb201,export]"
 # reference networks for tests/test_reference_networks.py (dev only: xautodl pins numpy<=1.19.5)
 	$(PIP) install --no-deps xautodl==1.0.0 ofa==0.1.0.post202307202001
 	-command -v pyenv >/dev/null 2>&1 && pyenv rehash
@@ -22,6 +22,9 @@ install:  ## editable install with runtime, wandb, NB201/NATS-Bench and dev depe
 
 test:  ## the test suite
 	$(PYTHON) -m pytest
+
+gpu-check:  ## profile, precision, compile and multi-GPU checks on this machine's GPUs (benchmarks/results/gpu-*.csv)
+	$(PYTHON) benchmarks/gpu_check.py
 
 lint:  ## ruff
 	$(PYTHON) -m ruff check .

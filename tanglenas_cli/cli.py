@@ -19,33 +19,36 @@ from tanglenas_cli.config import (
     load_config,
     parse_override,
 )
-from tanglenas_cli.console import print_error, print_result
+from tanglenas_cli.console import print_error, print_note, print_result
 from tanglenas_cli.data.registry import dataset_entry, list_datasets, prepare_dataset
-from tanglenas_cli.errors import UserError, check_name
+from tanglenas_cli.errors import Interrupted, UserError, check_name
 from tanglenas_cli.nas.optimizers import list_optimizers, optimizer_entry
-from tanglenas_cli.presets import list_presets
-from tanglenas_cli.spaces import check_space, list_spaces
+from tanglenas_cli.presets import DEFAULT_OPTIMIZER, list_presets, load_preset, paper_preset
+from tanglenas_cli.spaces import check_space, list_spaces, space_class
 
 ARCH_FILE = "arch.yaml"
 EVAL_SPLITS = ("test", "valid")
 
 
 class _Group(TyperGroup):
-    """Typer group that reports a UserError as one line on stderr and exits with code 2."""
+    """Typer group that reports a UserError as one line on stderr and exits with its code (errors.py)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except UserError as error:
             print_error(str(error))
-            raise typer.Exit(2) from None
+            raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:
+            print_error("interrupted")
+            raise typer.Exit(Interrupted.exit_code) from None
 
 
 app = typer.Typer(
     name="tanglenas",
     cls=_Group,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -104,11 +107,13 @@ ChannelsLastOption = _opt(bool | None, "--channels-last/--no-channels-last",
                           help="Store weights and activations channels-last (faster convolutions on CPU;"
                                " default: off).")
 MixedPrecisionOption = _opt(str | None, "--mixed-precision", metavar="no|bf16|fp16",
-                            help="Autocast precision via Accelerate (bf16 also on CPU; fp16 needs a GPU)."
-                                 " Default: no.")
+                            help="Autocast precision (bf16 also on CPU; fp16 needs a GPU). Default:"
+                                 " Accelerate's (accelerate launch --mixed_precision, its config), else no.")
 BenchmarkDatasetOption = _opt(str | None, "--dataset", metavar="DATASET",
                               help="Dataset column of benchmarks that hold several (default: the run's"
                                    " dataset, else cifar10).")
+NoPresetOption = _opt(bool, "--no-preset",
+                      help="The bare defaults, not the paper's preset that --space (and --opt) would pick.")
 CompileOption = _opt(bool | None, "--compile/--no-compile",
                      help="Compile the model with torch.compile (default: off).")
 RunDirArgument = _arg(Path, "RUN_DIR", "Run directory written by `tanglenas search`.")
@@ -142,6 +147,21 @@ def _run_flags(space: str | None, dataset: str | None, seed: int | None, out: Pa
             "mixed_precision": mixed_precision}  # fmt: skip
 
 
+def _resumed_config(resume: Path, out: Path | None, preset: str | None) -> dict[str, Any]:
+    """Return the config of the run directory ``resume`` (the base of its resumed run)."""
+    if preset is not None:
+        raise UserError("--resume continues a run with its own config.yaml; drop --preset")
+    base = load_config(_require(resume, "run directory to resume", "is_dir")).model_dump(mode="json")
+    if out is not None and out.resolve() != resume.resolve():
+        raise UserError(f"--out {out} differs from --resume {resume}; a resumed run stays in its directory")
+    return base
+
+
+def _announce_preset(name: str) -> None:
+    """Say in one line which preset --space/--opt picked."""
+    print_note(f"preset {name}: {load_preset(name).description} (--no-preset: the bare defaults)")
+
+
 # ---------------------------------------------------------------------------------------------------
 # Commands.
 
@@ -164,6 +184,7 @@ def prepare_data(
     val_portion: _opt(float, "--val-portion",
                       help="text/tinystories: share of tokens (tinystories: of stories,"
                       " when the source has no validation part) kept for validation.") = 0.1,
+    as_json: _json_option("the summary") = False,
 ) -> None:  # fmt: skip
     """Download (or unpack from --from) a dataset into the data root, so later runs work offline."""
     check_name("dataset", dataset, PREPARABLE)
@@ -179,8 +200,9 @@ def prepare_data(
             "val_portion": val_portion,
         }
     step = BENCHMARK_PREPARE_STEPS.get(dataset)  # a benchmark's files, else a dataset
+    summary = step(root, source) if step else prepare_dataset(dataset, data_root=root, source=source, **text)
     print_result(
-        step(root, source) if step else prepare_dataset(dataset, data_root=root, source=source, **text)
+        {"prepared": dataset, "data_root": str(root), "summary": summary} if as_json else summary, as_json
     )
 
 
@@ -190,6 +212,7 @@ def search(
     optimizer: _opt(str | None, "--opt", "--optimizer", help=OptimizerHelp) = None,
     dataset: DatasetOption = None,
     preset: PresetOption = None,
+    no_preset: NoPresetOption = False,
     overrides: SetOption = None,
     seed: SeedOption = None,
     out: _opt(Path | None, "--out", metavar="DIR",
@@ -208,21 +231,24 @@ def search(
     channels_last: ChannelsLastOption = None,
     compile_model: CompileOption = None,
     mixed_precision: MixedPrecisionOption = None,
+    as_json: _json_option("the summary") = False,
 ) -> None:  # fmt: skip
     """Search an architecture: train the supernet's weights and architecture logits, write a run directory.
 
-    Settings resolve as defaults < --preset < flags (--space, --opt, ...) < --set KEY=VALUE.
+    Settings resolve as defaults < --preset < flags (--space, --opt, ...) < --set KEY=VALUE. Without
+    --preset, --space S --opt O starts from the paper's preset for them on --dataset (default: S's own
+    dataset) where there is one, else from the defaults.
     """
     base = None
+    if resume is None and space is not None:
+        base = {"dataset": dataset or space_class(check_space(space)).default_dataset}
+        paper = preset is None and not no_preset
+        found = paper_preset("search", space, dataset, optimizer or DEFAULT_OPTIMIZER) if paper else None
+        if found is not None:
+            preset = found.name
+            _announce_preset(preset)
     if resume is not None:
-        if preset is not None:
-            raise UserError("--resume continues a run with its own config.yaml; drop --preset")
-        base = load_config(_require(resume, "run directory to resume", "is_dir")).model_dump(mode="json")
-        if out is not None and out.resolve() != resume.resolve():
-            raise UserError(
-                f"--out {out} differs from --resume {resume}; a resumed run stays in its directory"
-            )
-        out = resume
+        base, out = _resumed_config(resume, out, preset), resume
     flags = _run_flags(space, dataset, seed, out, data_root, wandb, channels_last, compile_model,
                        mixed_precision)  # fmt: skip
     flags.update({"optimizer": optimizer, "entangle": False if ws else None, "benchmark": benchmark,
@@ -236,7 +262,7 @@ def search(
 
     result = run_search(cfg, resume=resume)
     if result is not None:  # None on data-parallel processes other than the first
-        print_result(result)
+        print_result(result, as_json)
 
 
 def _positive(value: float | None) -> float | None:
@@ -268,6 +294,7 @@ def derive(
                     help="FLOPs floor (forward, one input; e.g. 1e6).") = None,
     max_flops: _opt(float | None, "--max-flops", callback=_positive,
                     help="FLOPs cap (forward, one input; e.g. 2.5e8).") = None,
+    as_json: _json_option("the summary") = False,
 ) -> None:  # fmt: skip
     """Derive the final architecture of a search run and write arch.yaml.
 
@@ -279,24 +306,24 @@ def derive(
     from tanglenas_cli.engine.derive import run_derive
 
     if strategy is None:
-        print_result(run_derive(run_dir, out=out, epoch=epoch))
+        print_result(run_derive(run_dir, out=out, epoch=epoch), as_json)
         return
     check_name("strategy", strategy, ("random", "evolution"))
     result = run_derive(run_dir, out=out, epoch=epoch, strategy=strategy, samples=samples, batches=batches,
                         min_params=min_params, max_params=max_params, min_flops=min_flops,
                         max_flops=max_flops, population=population, generations=generations)  # fmt: skip
-    print_result(result)
+    print_result(result, as_json)
 
 
 @app.command()
 def train(
-    target: _arg(Path | None, "[ARCH_YAML_OR_RUN_DIR]", "An architecture file, a run directory holding"
-                                                        f" {ARCH_FILE}"
-                 " (from `tanglenas derive`), or SPACE:NAME, an architecture shipped with a space"
-                 " (e.g. darts:arch_drnas_we2_0_5).", show_default=False) = None,
+    target: _arg(Path | None, "[ARCH_YAML_OR_RUN_DIR]", f"An architecture file, a run directory holding"
+                 f" {ARCH_FILE} (from `tanglenas derive`), or SPACE:NAME, an architecture shipped with a"
+                 " space (e.g. darts:arch_drnas_we2_0_5).", show_default=False) = None,
     space: SpaceOption = None,
     dataset: DatasetOption = None,
     preset: PresetOption = None,
+    no_preset: NoPresetOption = False,
     overrides: SetOption = None,
     seed: SeedOption = None,
     out: _opt(Path | None, "--out", metavar="DIR",
@@ -307,20 +334,25 @@ def train(
     compile_model: CompileOption = None,
     mixed_precision: MixedPrecisionOption = None,
     inherit: _opt(Path | None, "--inherit", metavar="RUN_DIR",
-                  help="Start from the weights of this search run's supernet (fine-tune) instead of from"
+                  help="Start from the weights of this search run's supernet (fine-tune), not from"
                        " scratch.") = None,
     from_run: _opt(Path | None, "--from-run", metavar="RUN_DIR",
-                   help="Train the architecture a search run had"
-                   " after --epoch (default: its last), from its trajectory, instead of an architecture"
-                   " file.") = None,
+                   help="Train the architecture a search run had after --epoch (default: its last), from"
+                        " its trajectory, instead of an architecture file.") = None,
     epoch: _opt(int | None, "--epoch", metavar="N",
                 help="With --from-run: the epoch (from 1) whose architecture to train.") = None,
+    resume: _opt(Path | None, "--resume", metavar="TRAIN_DIR",
+                 help="Continue an interrupted training run from its folder (its config.yaml and"
+                      " arch.yaml).") = None,
+    as_json: _json_option("the summary") = False,
 ) -> None:  # fmt: skip
     """Train a derived architecture from scratch and write its checkpoint.
 
     Space, dataset and data settings come from the search's config.yaml beside the architecture file.
 
-    Everything else resolves as defaults < --preset < flags < --set KEY=VALUE.
+    Everything else resolves as defaults < --preset < flags < --set KEY=VALUE. Without --preset,
+    --space S (or a SPACE:NAME target) starts from the paper's training preset for S on the dataset
+    where there is one.
     """
     if inherit is not None:
         _require(inherit / "checkpoint.pt", "search checkpoint to inherit", "is_file")
@@ -329,8 +361,20 @@ def train(
 
     flags = _run_flags(space, dataset, seed, out, data_root, wandb, channels_last, compile_model,
                        mixed_precision)  # fmt: skip
-    arch_file, cfg = resolve_train_target(target, from_run, epoch, preset, flags, overrides or ())
-    print_result(run_train(arch_file, cfg, inherit=inherit))
+    if resume is not None:
+        if target is not None or from_run is not None or inherit is not None:
+            raise UserError(
+                "--resume continues a training run as it was started; drop TARGET, --from-run and --inherit"
+            )
+        base = _resumed_config(resume, out, preset)
+        cfg = build_config(flags={**flags, "out_dir": resume}, overrides=overrides or (), base=base)
+        print_result(run_train(resume / "arch.yaml", cfg, resume=True), as_json)
+        return
+    arch_file, cfg = resolve_train_target(target, from_run, epoch, preset, flags, overrides or (),
+                                          paper_preset=not no_preset)  # fmt: skip
+    if preset is None and cfg.preset is not None:
+        _announce_preset(cfg.preset)
+    print_result(run_train(arch_file, cfg, inherit=inherit), as_json)
 
 
 @app.command("eval")
@@ -355,6 +399,26 @@ def evaluate(
 
     print_result(run_eval(checkpoint, split=split, data_root=data_root, batch_size=batch_size,
                           image_size=image_size), as_json)  # fmt: skip
+
+
+@app.command("export")
+def export(
+    source: _arg(Path, "MODEL_OR_DIR", "model.pt written by `tanglenas train`, its directory, or an exported"
+                 " .safetensors file."),
+    fmt: _opt(str, "--format", metavar="onnx|safetensors", help="ONNX (for inference anywhere) or safetensors"
+              " (weights, with the architecture and config in the metadata; eval reads it).") = "onnx",
+    out: _opt(Path | None, "--out", metavar="FILE",
+              help="Where to write (default: beside the model, model.onnx or model.safetensors).") = None,
+    image_size: _opt(int | None, "--image-size", metavar="PX", min=1,
+                     help="ONNX: the example input's square resolution (default: the trained one).") = None,
+    as_json: _json_option("where it was written") = False,
+) -> None:  # fmt: skip
+    """Export a trained network to ONNX or safetensors, from the files of its run alone."""
+    _require(source / "model.pt" if source.is_dir() else source, "trained model", "is_file")
+    check_name("export format", fmt, ("onnx", "safetensors"))
+    from tanglenas_cli.engine.export import run_export
+
+    print_result(run_export(source, fmt, out=out, image_size=image_size), as_json)
 
 
 @app.command("sample")
@@ -522,16 +586,28 @@ def doctor(
 
 
 @app.command("presets")
-def presets_command() -> None:
+def presets_command(
+    space: _opt(str | None, "--space", metavar="SPACE", help="Only the presets of this space.") = None,
+    optimizer: _opt(str | None, "--opt", "--optimizer", help="Only the search presets of this one.") = None,
+    as_json: _json_option("each preset's name, command, space, dataset, optimizer and description") = False,
+) -> None:  # fmt: skip
     """List the shipped presets and what each one runs (use one with `tanglenas search --preset NAME`)."""
-    listing = list_presets()
+    if space is not None:
+        check_space(space)
+    if optimizer is not None:
+        optimizer_entry(optimizer)
+    listing = [p for p in list_presets() if space in (None, p.space) and optimizer in (None, p.optimizer)]
+    if as_json:
+        print_result([preset.summary() for preset in listing], as_json=True)
+        return
     if not listing:
-        raise UserError("no presets found (the presets folder is missing from this installation)")
+        raise UserError("no presets found" + (" for these filters" if space or optimizer else
+                        " (the presets folder is missing from this installation)"))  # fmt: skip
     table = Table(title="tanglenas presets")
-    table.add_column("preset", style="bold", no_wrap=True, min_width=max(len(name) for name, _ in listing))
+    table.add_column("preset", style="bold", no_wrap=True, min_width=max(len(p.name) for p in listing))
     table.add_column("description")
-    for name, description in listing:
-        table.add_row(Text(name), Text(description))
+    for preset in listing:
+        table.add_row(Text(preset.name), Text(preset.description))
     Console(highlight=False).print(table)
 
 
@@ -541,4 +617,4 @@ def main() -> None:
         app()
     except UserError as error:
         print_error(str(error))
-        sys.exit(2)
+        sys.exit(error.exit_code)

@@ -21,7 +21,7 @@ from tanglenas_cli.data.registry import list_datasets
 from tanglenas_cli.errors import UserError, unknown_name_message
 from tanglenas_cli.nas.optimizers import list_optimizers, optimizer_entry
 from tanglenas_cli.paths import default_data_root
-from tanglenas_cli.presets import load_preset
+from tanglenas_cli.presets import DEFAULT_OPTIMIZER, load_preset
 from tanglenas_cli.spaces import list_spaces
 from tanglenas_cli.validation import invalid_error, one_line, unknown_name_error
 from tanglenas_cli.yamlio import parse_yaml_value, read_yaml_mapping, write_yaml_atomic
@@ -122,8 +122,10 @@ class RunConfig(_Section):
     """Everything one search (or training) run needs; written to `config.yaml` in the run directory."""
 
     space: str
-    optimizer: str = "drnas"
+    optimizer: str = DEFAULT_OPTIMIZER
     dataset: str
+    # The preset the run started from (a name or a file), recorded by build_config; None: the defaults.
+    preset: str | None = None
     data_root: Path | None = None
     train_portion: Annotated[float, Strict(), Field(gt=0, le=1)] = 0.5
     # Hold out a fixed random set of this many training images (seed 0) for the architecture instead of
@@ -159,8 +161,10 @@ class RunConfig(_Section):
     # Speed: store weights and activations channels-last; compile the model's forward (torch.compile).
     channels_last: StrictBool = False
     compile: StrictBool = False
-    # Autocast precision (Accelerate): bf16 works on CPU and GPU, fp16 needs a GPU (loss scaling).
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    # Autocast precision (Accelerate): bf16 works on CPU and GPU, fp16 needs a GPU (loss scaling). None:
+    # Accelerate's own setting (`accelerate launch --mixed_precision`, its config file), else "no"; a run
+    # records the precision it used.
+    mixed_precision: Literal["no", "bf16", "fp16"] | None = None
     # Steps whose loss or gradients are NaN/inf are skipped; this many in a row stop the run.
     max_nonfinite_steps: PositiveInt = 10
     weight_optimizer: WeightOptimizerConfig = Field(default_factory=WeightOptimizerConfig)
@@ -344,6 +348,7 @@ def build_config(
         loaded = load_preset(preset)
         _check_mapping(loaded.settings, f" in preset {loaded.path}")
         _merge(data, loaded.settings)
+        data["preset"] = preset
     for key, value in (flags or {}).items():
         if value is not None:
             _set_path(data, key.split("."), value)

@@ -1,6 +1,7 @@
 """Terminal output of the CLI: one-line errors on stderr, results as tables or JSON."""
 
 import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,12 @@ def print_error(message: str) -> None:
     """Print `message` as one `error:` line on stderr."""
     console = Console(stderr=True, soft_wrap=True, highlight=False)
     console.print(Text.assemble(("error: ", "bold red"), " ".join(message.split())))
+
+
+def print_note(message: str) -> None:
+    """Print ``message`` as one line on stderr (on the first process only, under a launcher)."""
+    if os.environ.get("RANK", "0") == "0":
+        Console(stderr=True, soft_wrap=True, highlight=False).print(message, markup=False)
 
 
 def print_result(result: Any, as_json: bool = False) -> None:

@@ -1,4 +1,8 @@
-"""Errors the command line reports as one line (exit code 2) instead of a traceback."""
+"""Errors the command line reports as one line instead of a traceback, each with its exit code.
+
+Exit codes: 0 done; 2 bad input (:class:`UserError`); 3 a run stopped because its loss, gradients or
+weights became NaN/inf (:class:`NonFiniteError`); 130 interrupted (Ctrl-C, :class:`Interrupted`).
+"""
 
 from collections.abc import Iterable
 
@@ -8,6 +12,20 @@ class UserError(Exception):
 
     The message is one line that names the bad value and says what is allowed.
     """
+
+    exit_code = 2
+
+
+class NonFiniteError(UserError):
+    """A run stopped on NaN/inf (too many skipped steps, or non-finite weights before a checkpoint)."""
+
+    exit_code = 3
+
+
+class Interrupted(UserError):
+    """Ctrl-C: the run stopped between checkpoints; the message says how to resume."""
+
+    exit_code = 130
 
 
 def unknown_name_message(kind: str, value: object, allowed: Iterable[str]) -> str:

@@ -1,4 +1,10 @@
-"""Named presets: YAML files holding only the settings that differ from the defaults."""
+"""Named presets: YAML files holding only the settings that differ from the defaults.
+
+Besides settings, a preset file may hold ``description`` (one line), ``command`` (``search``, the
+default, or ``train``) and ``smoke: true`` (a quick test run, never chosen by ``--space``/``--opt``).
+A non-smoke preset is the paper's run of its command for its space, dataset and (search) optimizer:
+``search --space S --opt O`` starts from it.
+"""
 
 import difflib
 import os
@@ -11,6 +17,8 @@ from tanglenas_cli.errors import UserError
 from tanglenas_cli.yamlio import read_yaml_mapping
 
 PRESET_SUFFIXES = (".yaml", ".yml")
+COMMANDS = ("search", "train")
+DEFAULT_OPTIMIZER = "drnas"  # the run config's default optimizer
 
 
 @dataclass(frozen=True)
@@ -21,6 +29,28 @@ class Preset:
     path: Path
     description: str
     settings: dict[str, Any]
+    command: str = "search"
+    smoke: bool = False
+
+    @property
+    def space(self) -> str | None:
+        """The space it runs (None when it sets none)."""
+        return self.settings.get("space")
+
+    @property
+    def dataset(self) -> str | None:
+        """The dataset it runs on (None when it sets none)."""
+        return self.settings.get("dataset")
+
+    @property
+    def optimizer(self) -> str | None:
+        """The one-shot optimizer of a search preset (None for a train preset)."""
+        return self.settings.get("optimizer", DEFAULT_OPTIMIZER) if self.command == "search" else None
+
+    def summary(self) -> dict[str, Any]:
+        """Return what ``presets --json`` lists of it."""
+        fields = ("name", "command", "space", "dataset", "optimizer", "smoke", "description")
+        return {field: getattr(self, field) for field in fields}
 
 
 def presets_dir() -> Path | None:
@@ -57,25 +87,40 @@ def find_preset(name_or_path: str) -> Path:
 
 
 def load_preset(name_or_path: str) -> Preset:
-    """Return the preset with its `description` split off from its settings."""
+    """Return the preset with its description, command and smoke flag split off from its settings."""
     path = find_preset(name_or_path)
     settings = dict(read_yaml_mapping(path, "preset"))
     description = settings.pop("description", "")
+    command = settings.pop("command", "search")
+    smoke = settings.pop("smoke", False)
     if not isinstance(description, str):
         raise UserError(f"preset {path}: 'description' must be one line of text")
-    return Preset(name=path.stem, path=path, description=" ".join(description.split()), settings=settings)
+    if command not in COMMANDS or not isinstance(smoke, bool):
+        raise UserError(f"preset {path}: 'command' must be search or train and 'smoke' true or false")
+    return Preset(name=path.stem, path=path, description=" ".join(description.split()), settings=settings,
+                  command=command, smoke=smoke)  # fmt: skip
 
 
-def list_presets() -> list[tuple[str, str]]:
-    """Return (name, description) of every shipped preset, sorted by name."""
+def list_presets() -> list[Preset]:
+    """Return every shipped preset, sorted by name (an unreadable one with the error as its description)."""
     directory = presets_dir()
-    if directory is None:
-        return []
     listing = []
-    for path in sorted(directory.glob("*.yaml")):
+    for path in sorted(directory.glob("*.yaml")) if directory else ():
         try:
-            description = load_preset(str(path)).description
+            listing.append(load_preset(str(path)))
         except UserError as error:
-            description = f"(unreadable: {error})"
-        listing.append((path.stem, description))
+            listing.append(Preset(path.stem, path, f"(unreadable: {error})", {}))
     return listing
+
+
+def paper_preset(
+    command: str, space: str, dataset: str | None = None, optimizer: str | None = None
+) -> Preset | None:
+    """Return the shipped preset of the paper's ``command`` run of ``space`` on ``dataset`` (default: the
+    space's own) with ``optimizer`` (search), or None when there is none."""
+    from tanglenas_cli.spaces import space_class
+
+    dataset = dataset or space_class(space).default_dataset
+    wanted = (command, space, dataset, optimizer if command == "search" else None, False)
+    matches = (p for p in list_presets() if (p.command, p.space, p.dataset, p.optimizer, p.smoke) == wanted)
+    return next(matches, None)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import os
 import pickle
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,16 @@ def need(path: Path) -> Path:
 def invoke(*args: object) -> Any:
     """Run the ``tanglenas`` CLI in-process with ``args`` (each turned into a string)."""
     return CliRunner().invoke(app, [str(arg) for arg in args])
+
+
+def run_cli(*args: object, env: dict | None = None) -> subprocess.Popen:
+    """Start the ``tanglenas`` CLI in its own process (stdout discarded, stderr piped)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tanglenas_cli", *map(str, args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def one_line_error(result: Any, *fragments: str) -> str:

@@ -14,7 +14,7 @@ from support import invoke, one_line_error
 from tanglenas_cli.config import RunConfig, build_config, write_config
 from tanglenas_cli.presets import list_presets
 
-SUBCOMMANDS = ("prepare-data", "search", "derive", "train", "eval", "bench-query", "presets")
+SUBCOMMANDS = ("prepare-data", "search", "derive", "train", "eval", "export", "bench-query", "presets")
 OPTIONS = {
     "prepare-data": ["DATASET", "--from", "--data-root"],
     "search": [
@@ -32,8 +32,10 @@ OPTIONS = {
         "--benchmark",
         "--wandb",
         "--no-wandb",
+        "--no-preset",
     ],
     "derive": ["RUN_DIR", "--out"],
+    "export": ["MODEL_OR_DIR", "--format", "--out", "--image-size"],
     "train": [
         "ARCH_YAML_OR_RUN_DIR",
         "--space",
@@ -43,10 +45,12 @@ OPTIONS = {
         "--seed",
         "--out",
         "--wandb",
+        "--resume",
+        "--no-preset",
     ],
     "eval": ["CHECKPOINT", "--split", "--data-root", "--batch-size", "--json"],
     "bench-query": ["TARGET", "--benchmark", "--space", "--dataset", "--json"],
-    "presets": [],
+    "presets": ["--space", "--opt", "--json"],
 }
 
 
@@ -315,5 +319,5 @@ def test_presets_command_lists_every_preset() -> None:
     assert result.exit_code == 0
     listing = list_presets()
     assert len(listing) >= 21
-    for name, _ in listing:
-        assert name in result.stdout
+    for preset in listing:
+        assert preset.name in result.stdout

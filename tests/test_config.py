@@ -185,7 +185,7 @@ def test_preset_values_follow_the_paper_table() -> None:
 
 
 def test_list_presets_covers_every_file_with_a_description() -> None:
-    listing = dict(list_presets())
+    listing = {preset.name: preset.description for preset in list_presets()}
     assert sorted(listing) == PRESET_NAMES
     assert all(description.strip() for description in listing.values())
 
@@ -204,10 +204,12 @@ def test_presets_dir_prefers_the_package_copy(tmp_path: Path, monkeypatch: pytes
     (tmp_path / "site" / "presets").mkdir()
     (tmp_path / "site" / "presets" / "beside.yaml").write_text("description: next to the package\n")
     monkeypatch.setattr(tanglenas_cli, "__file__", str(package / "__init__.py"))
-    assert list_presets() == [("beside", "next to the package")]  # checkout layout
+    assert [(p.name, p.description) for p in list_presets()] == [
+        ("beside", "next to the package")
+    ]  # checkout
     (package / "presets").mkdir()
     (package / "presets" / "inside.yaml").write_text("description: inside the wheel\n")
-    assert list_presets() == [("inside", "inside the wheel")]  # wheel layout wins
+    assert [(p.name, p.description) for p in list_presets()] == [("inside", "inside the wheel")]  # wheel wins
 
 
 @pytest.mark.parametrize(

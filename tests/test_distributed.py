@@ -86,3 +86,31 @@ def test_two_process_gdas_with_unused_paths(tmp_path: Path):
                     "--out", tmp_path / "run")  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert [r["processes"] for r in epochs(tmp_path / "run")] == [2]
+
+
+@pytest.mark.slow
+def test_two_process_training_matches_one_process_and_only_the_first_writes(tmp_path: Path):
+    from tanglenas_cli.engine import run_dir as files
+    from tanglenas_cli.spaces import create_space
+
+    space = create_space("toy_cell")
+    arch = space.largest_architecture()
+    arch_file = tmp_path / "arch.yaml"
+    files.write_arch(arch_file, "toy_cell", arch, space.benchmark_key(arch))
+    train = ["train", arch_file, *TINY, "--set", "epochs=2"]
+    parallel, alone = tmp_path / "parallel", tmp_path / "alone"
+    done = torchrun("-m", "tanglenas_cli", *train, "--set", "batch_size=32", "--out", parallel)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("train_seconds") == 1  # one summary: only the first process prints
+    records = epochs(parallel)
+    assert [r["processes"] for r in records] == [2, 2]
+    assert sorted(p.name for p in parallel.iterdir()) == sorted(
+        [".lock", "arch.yaml", "config.yaml", "metrics.jsonl", "model.pt", "run.log", "summary.json"]
+    )
+    reference = single(*train, "--set", "batch_size=64", "--out", alone)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    # same global batch (2 x 32 vs 64): equal up to per-process batch-norm statistics
+    for got, want in zip(records, epochs(alone), strict=True):
+        assert abs(got["train_loss"] - want["train_loss"]) < 0.03 * want["train_loss"]
+    summary = json.loads((parallel / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["test_acc"] == records[-1]["test_acc"]

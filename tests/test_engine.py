@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from support import TOY_BENCHMARKS, invoke
+from support import TOY_BENCHMARKS, invoke, run_cli
 
 BENCHMARKS = TOY_BENCHMARKS
 TINY = [
@@ -151,15 +149,6 @@ def test_conv_macro_search_runs(tmp_path: Path):
     assert result.exit_code == 0, result.output
     arch = yaml.safe_load((tmp_path / "run" / "arch.yaml").read_text())
     assert arch["benchmark_key"].startswith("[[")
-
-
-def run_cli(*args: object, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tanglenas_cli", *map(str, args)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def final_logits(run: Path) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import TOY_BENCHMARKS, invoke
 
-from tanglenas_cli.engine.precision import StepGuard, check_finite
+from tanglenas_cli.engine.precision import StepGuard, check_finite, make_accelerator
 from tanglenas_cli.errors import UserError
 
 TINY = [
@@ -115,7 +115,9 @@ def test_nan_steps_are_skipped_then_stop_the_run(tmp_path: Path):
     out = tmp_path / "run"
     result = invoke("search", *TINY, "--set", "weight_optimizer.lr=1e30", "--set", "grad_clip=null",
                     "--set", "max_nonfinite_steps=2", "--out", out)  # fmt: skip
-    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert result.exit_code == 3 and len(result.output.strip().splitlines()) == 1, (
+        result.output
+    )  # not bad input
     assert "NaN/inf" in result.output
     assert not (out / "checkpoint.pt").exists() and not (out / "arch.yaml").exists()
 
@@ -209,3 +211,17 @@ def test_mixup_label_smoothing_and_no_decay_groups(tmp_path: Path):
     result = invoke("search", *TINY, "--set", "mixup.mixup_alpha=0.8", "--set", "mixup.cutmix_alpha=1.0",
                     "--out", tmp_path / "run")  # fmt: skip
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(("flag", "expected"), [([], "bf16"), (["--mixed-precision", "no"], "no")])
+def test_accelerate_sets_the_precision_unless_the_flag_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: list[str], expected: str
+) -> None:
+    """`accelerate launch --mixed_precision bf16` (its environment variable) wins over the default, not
+    over an explicit --mixed-precision; config.yaml records the precision in effect."""
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    result = invoke("search", *TINY, *flag, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["mixed_precision"] == expected
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION")
+    assert make_accelerator(None).mixed_precision == "no"

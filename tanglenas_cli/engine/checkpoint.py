@@ -46,6 +46,7 @@ REQUIRED_KEYS = {
         "sampler",
         "rng",
     ),
+    "train": ("epoch", "config", "model", "optimizer", "weight_stream", "step_guard", "rng", "metrics_size"),
     "trained": ("space", "architecture", "config", "data_shape", "model"),
 }
 

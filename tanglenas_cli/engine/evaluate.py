@@ -9,12 +9,10 @@ import torch
 
 from tanglenas_cli.config import resolve_data_root, validate_config
 from tanglenas_cli.data.splits import eval_data
-from tanglenas_cli.engine import run_dir as files
-from tanglenas_cli.engine.checkpoint import load_checkpoint
 from tanglenas_cli.engine.flops import count_flops
 from tanglenas_cli.engine.loaders import epoch_loader
 from tanglenas_cli.engine.metrics import count_parameters, evaluate
-from tanglenas_cli.engine.run_models import space_from_state, trained_network
+from tanglenas_cli.engine.run_models import load_trained, space_from_state, trained_network
 from tanglenas_cli.engine.task import task_of
 from tanglenas_cli.errors import UserError
 
@@ -26,13 +24,13 @@ def run_eval(
     batch_size: int | None = None,
     image_size: int | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the network in ``checkpoint`` (a model.pt from ``train``, or its directory).
+    """Evaluate the network in ``checkpoint`` (a model.pt from ``train``, its directory, or an exported
+    .safetensors file).
 
     ``image_size`` evaluates (and counts multiply-adds) at another square resolution than the trained
     one, for networks that accept it (global pooling, e.g. MobileNetV3).
     """
-    path = checkpoint / files.MODEL if checkpoint.is_dir() else checkpoint
-    state = load_checkpoint(path, kind="trained")
+    path, state = load_trained(checkpoint)
     cfg = validate_config(state["config"])
     if data_root is not None:
         cfg = cfg.model_copy(update={"data_root": data_root})

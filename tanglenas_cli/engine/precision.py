@@ -1,8 +1,9 @@
 """Mixed precision and the non-finite-step guard of the training loops.
 
-Autocast comes from Accelerate (``mixed_precision`` = no / bf16 / fp16). fp16 needs loss scaling and a
-GPU; bf16 runs on CPU too. A step whose loss or gradients are NaN/inf is skipped (the weights and the
-optimizer state stay as they were); too many in a row stop the run with a clear message.
+Autocast comes from Accelerate (``mixed_precision`` = no / bf16 / fp16, or None for Accelerate's own
+setting: a launcher flag or its config file). fp16 needs loss scaling and a GPU; bf16 runs on CPU too. A
+step whose loss or gradients are NaN/inf is skipped (the weights and the optimizer state stay as they
+were); too many in a row stop the run with a clear message.
 """
 
 from __future__ import annotations
@@ -14,14 +15,21 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
+from accelerate.utils import parse_choice_from_env
 from torch import Tensor
 
-from tanglenas_cli.errors import UserError
+from tanglenas_cli.errors import NonFiniteError, UserError
 
 
-def make_accelerator(mixed_precision: str = "no") -> Accelerator:
-    """Return the run's Accelerator (CPU unless CUDA is available); fp16 without a GPU is refused."""
+def make_accelerator(mixed_precision: str | None = None) -> Accelerator:
+    """Return the run's Accelerator (CPU unless CUDA is available); fp16 without a GPU is refused.
+
+    ``mixed_precision`` None takes Accelerate's own setting (what ``accelerate launch`` passes on), else "no";
+    ``accelerator.mixed_precision`` is the precision in effect.
+    """
     cuda = torch.cuda.is_available()
+    if mixed_precision is None:
+        mixed_precision = parse_choice_from_env("ACCELERATE_MIXED_PRECISION", "no")
     if mixed_precision == "fp16" and not cuda:
         raise UserError("mixed_precision=fp16 needs a GPU; use bf16 on a CPU")
     state = AcceleratorState._shared_state
@@ -98,7 +106,7 @@ class StepGuard:
         self.in_a_row += 1
         self.skipped_total += 1
         if self.in_a_row >= self.max_in_a_row:
-            raise UserError(
+            raise NonFiniteError(
                 f"the loss or the gradients were NaN/inf for {self.in_a_row} steps in a row (last at "
                 f"{where}); lower the learning rate or raise grad_clip (max_nonfinite_steps sets the limit)"
             )
@@ -109,4 +117,4 @@ def check_finite(state: Mapping[str, Tensor], what: str) -> None:
     """Refuse to go on (and so to checkpoint) when any floating tensor of ``state`` holds NaN/inf."""
     for name, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise UserError(f"{what} hold NaN/inf ({name}); the last good checkpoint is kept")
+            raise NonFiniteError(f"{what} hold NaN/inf ({name}); the last good checkpoint is kept")

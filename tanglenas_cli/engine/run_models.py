@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,25 @@ def space_from_state(space: str, data_shape: dict[str, Any], options: dict[str, 
     """Return the space of a checkpoint, built for the data shape stored in it."""
     shape = DataShape(int(data_shape["num_classes"]), tuple(int(v) for v in data_shape["input_shape"]))  # type: ignore[arg-type]
     return create_space(space, shape, options)
+
+
+def load_trained(path: Path) -> tuple[Path, dict[str, Any]]:
+    """Return the file and the state of a trained network: a ``train`` model.pt (or its folder), or a
+    ``.safetensors`` file written by ``tanglenas export`` (its architecture and config in the metadata)."""
+    path = path / files.MODEL if path.is_dir() else path
+    if path.suffix != ".safetensors":
+        return path, load_checkpoint(path, kind="trained")
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        state = {key: json.loads(metadata[key]) for key in ("space", "architecture", "config", "data_shape")}
+        state["model"] = load_file(str(path))
+    except (SafetensorError, OSError, KeyError, ValueError) as error:
+        raise UserError(f"{path} is no safetensors file from `tanglenas export` ({error})") from None
+    return path, {"kind": "trained", **state}
 
 
 def trained_network(

@@ -43,17 +43,18 @@ from tanglenas_cli.engine.factory import (
     make_space_weight_optimizer,
 )
 from tanglenas_cli.engine.loaders import WeightBatches, batch_stream, epoch_loader
+from tanglenas_cli.engine.lock import RunLock
 from tanglenas_cli.engine.lookup import BenchmarkLookup
 from tanglenas_cli.engine.metrics import count_parameters, evaluate, flatten_tokens, peak_memory_mb
 from tanglenas_cli.engine.plot import plot_trajectories
 from tanglenas_cli.engine.posthoc import GenomeDrawer, SupernetScorer, random_search, scoring_batches
 from tanglenas_cli.engine.precision import StepGuard, check_finite, make_accelerator
-from tanglenas_cli.engine.progress import RunProgress
+from tanglenas_cli.engine.progress import RUN_LOG, RunProgress, append_log
 from tanglenas_cli.engine.speed import check_compile_supported, speed_up
 from tanglenas_cli.engine.step import Tally, forward_backward
 from tanglenas_cli.engine.task import task_of
 from tanglenas_cli.engine.tracker import Tracker, require_wandb
-from tanglenas_cli.errors import UserError
+from tanglenas_cli.errors import Interrupted, UserError
 from tanglenas_cli.nas.architect import Architect, MicroBatches
 from tanglenas_cli.nas.choices import Choice
 from tanglenas_cli.nas.optimizers import optimizer_entry
@@ -83,6 +84,9 @@ class SearchRun:
         if cfg.logging.wandb:
             require_wandb()
         self.out = resolve_out_dir(cfg)
+        self.lock = RunLock(self.out)
+        if self.out.exists():
+            self.lock.acquire()
         checkpoint_file = self.out / files.CHECKPOINT
         # a run killed before its first checkpoint has nothing to resume: it starts again
         self.resuming = resume is not None and checkpoint_file.exists()
@@ -92,6 +96,7 @@ class SearchRun:
             )
         checkpoint = load_checkpoint(checkpoint_file, kind="search") if self.resuming else None
         self.accelerator = make_accelerator(cfg.mixed_precision)
+        self.cfg = cfg = cfg.model_copy(update={"mixed_precision": self.accelerator.mixed_precision})
         self.device = self.accelerator.device
         self.cluster = Cluster(self.accelerator.process_index, self.accelerator.num_processes)
         self.guard = StepGuard(cfg.max_nonfinite_steps, cfg.mixed_precision, self.device)
@@ -155,7 +160,7 @@ class SearchRun:
         if checkpoint is not None:
             self._restore(checkpoint)
         elif self.cluster.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
+            self.lock.acquire()  # creates the folder
             for name in (files.METRICS, files.TRAJECTORY):
                 (self.out / name).unlink(missing_ok=True)
         if self.cluster.is_main:
@@ -391,7 +396,8 @@ class SearchRun:
             enabled=main,
         )
         try:
-            with RunProgress(cfg.logging.progress and main, cfg.epochs, self.start_epoch) as progress:
+            log = self.out / RUN_LOG if main else None
+            with RunProgress(cfg.logging.progress and main, cfg.epochs, self.start_epoch, log) as progress:
                 for epoch in range(self.start_epoch, cfg.epochs):
                     started = time.perf_counter()
                     self.sampler.set_epoch(epoch, cfg.epochs)
@@ -476,9 +482,18 @@ class SearchRun:
         shown = {k: v for k, v in summary.items() if k not in ("benchmark", "benchmark_key")}
         if queried:
             shown.update({f"benchmark {k}": v for k, v in queried.items() if k in ("test_acc", "train_acc")})
+        append_log(self.out / RUN_LOG, [f"{key}: {value}" for key, value in shown.items()])
         return shown
 
 
 def run_search(cfg: RunConfig, resume: Path | None = None) -> dict[str, Any] | None:
     """Run (or resume) a search; return its summary (None on every data-parallel process but the first)."""
-    return SearchRun(cfg, resume=resume).run()
+    run = SearchRun(cfg, resume=resume)
+    try:
+        return run.run()
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted; the finished epochs are kept: tanglenas search --resume {run.out}"
+        ) from None
+    finally:
+        run.lock.release()

@@ -36,7 +36,7 @@ from tanglenas_cli.nas.entangled import EntangledConv2d, EntangledLinear
 from tanglenas_cli.nas.superposition import SlicedDim, Superposition
 from tanglenas_cli.nas.transformer import EntangledLayerNorm, EntangledSelfAttention, run_blocks
 from tanglenas_cli.spaces import register_space
-from tanglenas_cli.spaces.base import check_rate
+from tanglenas_cli.spaces.base import DataShape, check_rate
 from tanglenas_cli.spaces.transformer_space import (
     Layers,
     TransformerSpace,
@@ -130,7 +130,7 @@ class AutoFormerNetwork(nn.Module):
         else:
             mask = self.token_superposition.mask(embed.weights.to(patches.dtype))
             cls, pos = self.cls_token * mask, self.pos_embed * mask
-        return torch.cat([cls.expand(len(x), -1, -1), patches], dim=1) + pos
+        return torch.cat([cls.expand(x.shape[0], -1, -1), patches], dim=1) + pos
 
     def forward(self, x: Tensor) -> Tensor:
         x = self._tokens(x)
@@ -165,6 +165,7 @@ class AutoFormerSpace(TransformerSpace):
     Options = AutoFormerOptions
     VARIANTS = VARIANTS
     default_dataset = "cifar10"
+    profile_data = DataShape(num_classes=10, input_shape=(3, 224, 224))  # the paper's CIFAR runs: 224 px
 
     def _image_size(self) -> int:
         _, height, width = self.data.input_shape
@@ -213,6 +214,8 @@ class AutoFormerSOptions(AutoFormerOptions):
 @register_space("autoformer_s")
 class AutoFormerSSpace(AutoFormerSpace):
     """AutoFormer-S: embed {320, 384, 448}, depth {12, 13, 14}, heads {5, 6, 7}, MLP ratio {3, 3.5, 4}."""
+
+    default_dataset = "imagefolder"  # an ImageNet image folder: the space of the paper's ImageNet results
 
     tiny_options: ClassVar[Mapping[str, Any]] = {
         "variant": "tiny",
