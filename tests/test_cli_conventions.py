@@ -54,7 +54,9 @@ def test_ctrl_c_exits_130_and_the_run_resumes(tmp_path: Path) -> None:
         "--out",
         str(run),
     ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell's background job ignores SIGINT, and so would its children: give the run the default
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     log, deadline = run / "run.log", time.time() + 120
     while time.time() < deadline and not (log.is_file() and "epoch 1/30 |" in log.read_text()):
         time.sleep(0.1)
