@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -19,7 +20,9 @@ TINY = ["--space", "toy_cell", "--dataset", "digits", "--set", "dataset_options.
 def test_completion_is_offered() -> None:
     assert "--install-completion" in invoke("--help").stdout
     command = [sys.executable, "-m", "tanglenas_cli", "--show-completion", "bash"]
-    script = subprocess.run(command, capture_output=True, text=True, check=False)
+    # typer guesses the shell from the parent process; this variable lets it take one by name instead
+    env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    script = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     assert script.returncode == 0 and "complete" in script.stdout, script.stderr
 
 
