@@ -23,8 +23,8 @@ from tanglenas_cli.console import print_error, print_note, print_result
 from tanglenas_cli.data.registry import dataset_entry, list_datasets, prepare_dataset
 from tanglenas_cli.errors import Interrupted, UserError, check_name
 from tanglenas_cli.nas.optimizers import list_optimizers, optimizer_entry
-from tanglenas_cli.presets import DEFAULT_OPTIMIZER, list_presets, load_preset, paper_preset
-from tanglenas_cli.spaces import check_space, list_spaces, space_class
+from tanglenas_cli.presets import DEFAULT_OPTIMIZER, list_presets, load_preset, paper_preset, run_dataset
+from tanglenas_cli.spaces import check_space, list_spaces
 
 ARCH_FILE = "arch.yaml"
 EVAL_SPLITS = ("test", "valid")
@@ -241,9 +241,11 @@ def search(
     """
     base = None
     if resume is None and space is not None:
-        base = {"dataset": dataset or space_class(check_space(space)).default_dataset}
+        base = {"dataset": run_dataset(check_space(space), dataset)}
         paper = preset is None and not no_preset
-        found = paper_preset("search", space, dataset, optimizer or DEFAULT_OPTIMIZER) if paper else None
+        found = (
+            paper_preset("search", space, base["dataset"], optimizer or DEFAULT_OPTIMIZER) if paper else None
+        )
         if found is not None:
             preset = found.name
             _announce_preset(preset)
@@ -371,7 +373,7 @@ def train(
         print_result(run_train(resume / "arch.yaml", cfg, resume=True), as_json)
         return
     arch_file, cfg = resolve_train_target(target, from_run, epoch, preset, flags, overrides or (),
-                                          paper_preset=not no_preset)  # fmt: skip
+                                          use_paper_preset=not no_preset)  # fmt: skip
     if preset is None and cfg.preset is not None:
         _announce_preset(cfg.preset)
     print_result(run_train(arch_file, cfg, inherit=inherit), as_json)
@@ -415,7 +417,6 @@ def export(
 ) -> None:  # fmt: skip
     """Export a trained network to ONNX or safetensors, from the files of its run alone."""
     _require(source / "model.pt" if source.is_dir() else source, "trained model", "is_file")
-    check_name("export format", fmt, ("onnx", "safetensors"))
     from tanglenas_cli.engine.export import run_export
 
     print_result(run_export(source, fmt, out=out, image_size=image_size), as_json)

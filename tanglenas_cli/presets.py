@@ -113,14 +113,18 @@ def list_presets() -> list[Preset]:
     return listing
 
 
+def run_dataset(space: str, dataset: str | None) -> str:
+    """Return ``dataset``, or when it is None the dataset ``space`` is searched on by default."""
+    from tanglenas_cli.spaces import space_class
+
+    return dataset or space_class(space).default_dataset
+
+
 def paper_preset(
     command: str, space: str, dataset: str | None = None, optimizer: str | None = None
 ) -> Preset | None:
     """Return the shipped preset of the paper's ``command`` run of ``space`` on ``dataset`` (default: the
     space's own) with ``optimizer`` (search), or None when there is none."""
-    from tanglenas_cli.spaces import space_class
-
-    dataset = dataset or space_class(space).default_dataset
-    wanted = (command, space, dataset, optimizer if command == "search" else None, False)
+    wanted = (command, space, run_dataset(space, dataset), optimizer if command == "search" else None, False)
     matches = (p for p in list_presets() if (p.command, p.space, p.dataset, p.optimizer, p.smoke) == wanted)
     return next(matches, None)

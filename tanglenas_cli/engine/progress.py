@@ -39,7 +39,7 @@ class RunProgress:
     def __init__(
         self, enabled: bool, total_epochs: int, first_epoch: int = 0, log: Path | None = None
     ) -> None:
-        self.total, self.log = total_epochs, log
+        self.total, self.log, self._first = total_epochs, log, first_epoch
         self._console = Console(stderr=True, highlight=False)
         self._plain = enabled and not self._console.is_terminal
         self._progress: Progress | None = None
@@ -61,7 +61,6 @@ class RunProgress:
             self._epochs = self._progress.add_task(
                 "epochs", total=total_epochs, completed=first_epoch, status=""
             )
-        self._first = first_epoch
 
     def __enter__(self) -> RunProgress:
         verb = f"resumed at epoch {self._first + 1}" if self._first else "started"

@@ -243,11 +243,16 @@ class TrainRun:
 
     def _finish(self, test: dict[str, float], valid: dict[str, float]) -> dict[str, Any]:
         cfg, out = self.cfg, self.out
-        checkpoints.save_checkpoint({"kind": "trained", "space": cfg.space, "architecture": self.arch,
-                         "config": cfg.model_dump(mode="json"),
-                         "data_shape": {"num_classes": self.info.num_classes,
-                                        "input_shape": list(self.info.input_shape)},
-                         "model": self.model.state_dict()}, out / files.MODEL)  # fmt: skip
+        shape = {"num_classes": self.info.num_classes, "input_shape": list(self.info.input_shape)}
+        trained = {
+            "kind": "trained",
+            "space": cfg.space,
+            "architecture": self.arch,
+            "config": cfg.model_dump(mode="json"),
+            "data_shape": shape,
+            "model": self.model.state_dict(),
+        }
+        checkpoints.save_checkpoint(trained, out / files.MODEL)
         (out / files.CHECKPOINT).unlink(missing_ok=True)  # model.pt is the finished run
         summary = {"space": cfg.space, "architecture": self.space.describe(self.arch), "dataset": cfg.dataset,
                    "inherited_from": str(self.inherit) if self.inherit is not None else None,

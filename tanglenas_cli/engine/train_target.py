@@ -16,8 +16,8 @@ from tanglenas_cli.config import CONFIG_FILE, INHERITED_BY_TRAIN, RunConfig, bui
 from tanglenas_cli.engine import run_dir as files
 from tanglenas_cli.engine.run_models import derive_from_trajectory
 from tanglenas_cli.errors import UserError
-from tanglenas_cli.presets import paper_preset as find_paper_preset
-from tanglenas_cli.spaces import check_space, create_space, space_class
+from tanglenas_cli.presets import paper_preset, run_dataset
+from tanglenas_cli.spaces import check_space, create_space
 
 NAMED_TARGET = re.compile(r"^(?P<space>[A-Za-z0-9_]+):(?P<name>[A-Za-z0-9_.-]+)$")
 
@@ -78,13 +78,13 @@ def resolve_train_target(
     preset: str | None,
     flags: Mapping[str, Any],
     overrides: Sequence[str],
-    paper_preset: bool = True,
+    use_paper_preset: bool = True,
 ) -> tuple[Path, RunConfig]:
     """Return (the arch.yaml to train, the run config) for ``train TARGET`` or ``train --from-run RUN``.
 
     ``TARGET`` is an arch.yaml, a folder holding one, or ``SPACE:NAME``; with ``from_run``, the
     architecture after ``epoch`` (default: the last) is written into the training folder first. With
-    ``paper_preset`` and no ``preset``, a space named by ``--space`` or ``SPACE:NAME`` trains with the
+    ``use_paper_preset`` and no ``preset``, a space named by ``--space`` or ``SPACE:NAME`` trains with the
     paper's training preset for it on the dataset (given, inherited, else the space's own) if there is one.
     """
     if (target is None) == (from_run is None):
@@ -113,9 +113,9 @@ def resolve_train_target(
     space = flags.get("space") or (named["space"] if named is not None else None)
     if space is not None:
         check_space(space)
-        dataset = flags.get("dataset") or (base or {}).get("dataset") or space_class(space).default_dataset
+        dataset = run_dataset(space, flags.get("dataset") or (base or {}).get("dataset"))
         base = {**(base or {}), "dataset": dataset}
-        found = find_paper_preset("train", space, dataset) if preset is None and paper_preset else None
+        found = paper_preset("train", space, dataset) if preset is None and use_paper_preset else None
         preset = found.name if found is not None else preset
     cfg = build_config(preset=preset, flags=flags, overrides=overrides, base=base)
     if named is not None:
