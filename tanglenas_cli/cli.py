@@ -282,6 +282,9 @@ def derive(
     epoch: _opt(int | None, "--epoch", metavar="N", min=1,
                 help="Take the architecture recorded after epoch N (trajectory.jsonl), not the last"
                      " checkpoint.") = None,
+    within_budget: _opt(bool, "--within-budget",
+                        help="Take the last epoch's architecture that meets the run's cost budget"
+                             " (cost.metric <= cost.target).") = False,
     strategy: _opt(str | None, "--strategy", metavar="random|evolution",
                    help="Search the trained supernet (SPOS second stage) instead of taking the logits'"
                         " argmax.") = None,
@@ -308,8 +311,11 @@ def derive(
     from tanglenas_cli.engine.derive import run_derive
 
     if strategy is None:
-        print_result(run_derive(run_dir, out=out, epoch=epoch), as_json)
+        print_result(run_derive(run_dir, out=out, epoch=epoch, within_budget=within_budget), as_json)
         return
+    if within_budget:
+        raise UserError("--within-budget picks among the epochs' argmax architectures; drop --strategy"
+                        " (or give it --max-params / --max-flops)")  # fmt: skip
     check_name("strategy", strategy, ("random", "evolution"))
     result = run_derive(run_dir, out=out, epoch=epoch, strategy=strategy, samples=samples, batches=batches,
                         min_params=min_params, max_params=max_params, min_flops=min_flops,

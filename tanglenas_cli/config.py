@@ -109,6 +109,42 @@ class SelectionConfig(_Section):
     recalibration_batches: NonNegativeInt = 2
 
 
+class CostConfig(_Section):
+    """A cost budget inside the search: a penalty on the architecture loss (off while ``metric`` is unset).
+
+    ``hinge`` adds ``weight * max(0, E[cost] / target - 1)``: nothing under the budget, a pull back to it
+    above. ``fbnet`` multiplies the loss by ``(log E[cost] / log target) ** beta`` (FBNet's latency factor,
+    normalised so that it is 1 at the target): it keeps trading accuracy for cost under the budget too.
+    ``E[cost]`` is the expected cost of this step's mixing weights (tanglenas_cli.engine.cost).
+    """
+
+    metric: Literal["params", "flops", "latency"] | None = None
+    target: Annotated[float, Field(gt=0)] | None = None  # parameters, multiply-adds or milliseconds
+    weight: NonNegativeFloat = 1.0
+    form: Literal["hinge", "fbnet"] = "hinge"
+    beta: PositiveFloat = 0.6
+    # cost.metric=latency: the table written by `tanglenas latency-table`
+    table: Path | None = None
+    # count the cost on the network of these space options instead of the searched one's (e.g. search a
+    # C=8 proxy and budget the C=16 network that will be trained); the choices must be the same
+    space_options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _complete(self) -> "CostConfig":
+        if (self.metric is None) != (self.target is None):
+            given, missing = ("metric", "target") if self.target is None else ("target", "metric")
+            raise invalid_error(f"{given} needs {missing} too (e.g. --set cost.metric=params "
+                                "--set cost.target=2e5)")  # fmt: skip
+        if self.form == "fbnet" and self.target is not None and self.target <= 1:
+            raise invalid_error(f"form=fbnet needs target > 1 (it takes its log), got {self.target:g}")
+        return self
+
+    @property
+    def active(self) -> bool:
+        """Whether a budget is set."""
+        return self.metric is not None
+
+
 class LoggingConfig(_Section):
     """Where and how often a run reports progress."""
 
@@ -177,6 +213,7 @@ class RunConfig(_Section):
     # Initialise the supernet from a released checkpoint before searching (mobilenetv3: OFA's supernet).
     init_from: Path | None = None
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @field_validator("space", "optimizer", "dataset")

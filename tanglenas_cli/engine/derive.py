@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from tanglenas_cli.config import load_config
+from tanglenas_cli.engine.budget import budget_model
+from tanglenas_cli.engine.cost import format_cost
 from tanglenas_cli.engine import run_dir as files
 from tanglenas_cli.engine.factory import load_search_data
 from tanglenas_cli.engine.posthoc import (
@@ -81,15 +83,49 @@ def check_limits(min_params: int | None = None, max_params: int | None = None,
             )
 
 
+def _within_budget(run_dir: Path) -> tuple[SearchSpace, dict[str, Any], str, dict[str, float]]:
+    """Return (space, architecture, method, {metric: cost}) of the last epoch whose argmax architecture
+    meets the run's cost budget."""
+    cfg, space, model = load_supernet(run_dir)
+    metric, target = cfg.cost.metric, cfg.cost.target
+    if metric is None or target is None:
+        raise UserError(
+            f"{run_dir} searched without a cost budget; --within-budget needs a run with cost.metric and"
+            " cost.target (or use derive --strategy evolution --max-params N)"
+        )
+    choices = choices_by_name(model)
+    costs = budget_model(cfg, space, {name: c.candidates for name, c in choices.items()})
+    records = files.read_jsonl(run_dir / files.TRAJECTORY)
+    found = [(int(r["epoch"]) + 1, r["architecture"], costs.of_architecture(r["architecture"])) for r in records]
+    if not found:
+        raise UserError(f"{run_dir / files.TRAJECTORY} records no epoch yet")
+    meeting = [entry for entry in found if entry[2] <= target]
+    if not meeting:
+        epoch, _, smallest = min(found, key=lambda entry: entry[2])
+        raise UserError(
+            f"no epoch's argmax architecture meets cost.target={target:g}: the smallest is "
+            f"{format_cost(metric, smallest)} after epoch {epoch}"
+        )
+    epoch, arch, cost = meeting[-1]
+    method = (f"argmax of the architecture logits after epoch {epoch}, the last within cost.target "
+              f"({format_cost(metric, cost)} <= {target:g})")  # fmt: skip
+    return space, space.validate(arch), method, {metric: cost if metric == "latency" else int(cost)}
+
+
 def run_derive(run_dir: Path, out: Path | None = None, epoch: int | None = None, strategy: str | None = None,
-               **search: Any) -> dict[str, Any]:  # fmt: skip
+               within_budget: bool = False, **search: Any) -> dict[str, Any]:  # fmt: skip
     """Derive the architecture of a search run, write it as arch.yaml and return a summary.
 
-    ``strategy`` (random / evolution) searches the trained supernet instead of reading the logits.
+    ``strategy`` (random / evolution) searches the trained supernet instead of reading the logits;
+    ``within_budget`` takes the last epoch's argmax that meets the run's cost budget.
     """
     cfg = load_config(run_dir)
-    measured: dict[str, int] = {}
-    if strategy is not None:
+    measured: dict[str, Any] = {}
+    if within_budget:
+        if epoch is not None:
+            raise UserError("--within-budget picks the epoch itself; drop --epoch")
+        space, arch, method, measured = _within_budget(run_dir)
+    elif strategy is not None:
         if epoch is not None:
             raise UserError("--strategy searches the final supernet; drop --epoch")
         space, arch, method, measured = search_trained_supernet(run_dir, strategy, **search)

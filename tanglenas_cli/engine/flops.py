@@ -18,32 +18,37 @@ from tanglenas_cli.spaces.base import SearchSpace
 
 def count_flops(space: SearchSpace, network: nn.Module) -> int:
     """Return the forward FLOPs of ``network`` (eval mode, no gradients) on one input of ``space``."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     parameter = next(network.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     inputs, _ = task_of(space).example_batch(space.data, 1, device)
-    was_training = network.training
+    return count_module_flops(network, inputs)
+
+
+def count_module_flops(module: nn.Module, inputs: Tensor) -> int:
+    """Return the forward FLOPs of ``module`` on ``inputs`` (eval mode, no gradients, pools left out)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = module.training
     counter = FlopCounterMode(display=False)
     pooling = [0]  # FLOPs the counter saw inside average pools
     started: list[int] = []
 
-    def enter_pool(module: nn.Module, args: tuple) -> None:
+    def enter_pool(pool: nn.Module, args: tuple) -> None:
         started.append(counter.get_total_flops())
 
-    def leave_pool(module: nn.Module, args: tuple, output: Tensor) -> None:
+    def leave_pool(pool: nn.Module, args: tuple, output: Tensor) -> None:
         pooling[0] += counter.get_total_flops() - started.pop()
 
     hooks = []
-    for module in network.modules():
-        if isinstance(module, BoxAvgPool2d):
-            hooks += [module.register_forward_pre_hook(enter_pool), module.register_forward_hook(leave_pool)]
-    network.eval()
+    for child in module.modules():
+        if isinstance(child, BoxAvgPool2d):
+            hooks += [child.register_forward_pre_hook(enter_pool), child.register_forward_hook(leave_pool)]
+    module.eval()
     try:
         with torch.no_grad(), counter:
-            network(inputs)
+            module(inputs)
     finally:
-        network.train(was_training)
+        module.train(was_training)
         for hook in hooks:
             hook.remove()
     return int(counter.get_total_flops() - pooling[0])

@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tanglenas_cli.config import RunConfig, resolve_out_dir, write_config
+from tanglenas_cli.config import CostConfig, RunConfig, resolve_out_dir, write_config
 from tanglenas_cli.engine import run_dir as files
+from tanglenas_cli.engine.budget import Budget, budget_model
 from tanglenas_cli.engine.checkpoint import (
     load_checkpoint,
     rng_state,
@@ -115,6 +116,7 @@ class SearchRun:
         speed_up(self.model, channels_last=cfg.channels_last, compile=cfg.compile)
         self.choices = choices_by_name(self.model)
         self.sampler = make_sampler_for(cfg, self.space)
+        self.budget = self._budget()
         self.weight_optimizer = make_space_weight_optimizer(cfg, self.space, self.model)
         self.task = task_of(self.space)
         self.weight_loss = WeightLoss(cfg, self.data.info.num_classes, sequence=self.task.sequence)
@@ -135,6 +137,7 @@ class SearchRun:
             weight_optimizer=self.weight_optimizer,
             reduce_gradients=self.cluster.average_gradients if self.cluster.active else None,
             grad_clip=cfg.arch_optimizer.grad_clip,
+            loss_transform=self.budget.apply if self.budget is not None else None,
         )
         self.trains_logits = self.sampler.trains_logits
         # simultaneous: the logits learn from the training batches' backward; no arch-split batches
@@ -166,6 +169,25 @@ class SearchRun:
         if self.cluster.is_main:
             write_config(cfg, self.out / files.CONFIG)
         self.cluster.barrier()
+
+    def _budget(self) -> Budget | None:
+        """Return the cost budget of ``cfg.cost`` (None when unset), refusing what it cannot apply to."""
+        cfg = self.cfg
+        if not cfg.cost.active:
+            return None
+        if not self.sampler.trains_logits:
+            raise UserError(
+                f"a cost budget acts on the architecture logits, which {cfg.optimizer} does not train; use "
+                "darts_v1, darts_v2, drnas or gdas, or pick within limits: tanglenas derive RUN "
+                "--strategy evolution --max-params N"
+            )
+        if cfg.cost.form == "fbnet" and cfg.search_strategy == "simultaneous":
+            raise UserError(
+                "cost.form=fbnet scales the loss, and search_strategy=simultaneous would scale the weights'"
+                " gradients with it; use cost.form=hinge"
+            )
+        candidates = {name: choice.candidates for name, choice in self.choices.items()}
+        return Budget(cfg.cost, budget_model(cfg, self.space, candidates), self.choices)
 
     @property
     def _shard(self) -> tuple[int, int]:
@@ -214,6 +236,7 @@ class SearchRun:
             "arch_split_size": None,
             "search_strategy": "alternating",
             "entangled_groups": "original",
+            "cost": CostConfig().model_dump(mode="json"),
         }
         for key in ("space", "optimizer", "dataset", "entangle", "space_options", "dataset_options",
                     *added_later):  # fmt: skip
@@ -252,11 +275,19 @@ class SearchRun:
             self.model, micro, self.device, self.weight_loss, lambda loss: self.guard.backward(loss, params),
             tally, autocast=self.accelerator.autocast,
             before_forward=lambda: self.sampler.sample(self.choices.values()),  # a sample per forward
-            extra_loss=(lambda: self.sampler.regularization(self.choices.values())) if with_logits else None,
+            extra_loss=self._simultaneous_extra_loss if with_logits else None,
             non_blocking=self.cfg.pin_memory and self.device.type == "cuda",
         )  # fmt: skip
         self.cluster.local_count = tally.samples - samples
         return step_loss
+
+    def _simultaneous_extra_loss(self) -> Tensor | None:
+        """The sampler's regulariser plus the budget's penalty, added to the training loss."""
+        terms = [self.sampler.regularization(self.choices.values())]
+        if self.budget is not None:
+            terms.append(self.budget.penalty())
+        present = [term for term in terms if term is not None]
+        return sum(present[1:], present[0]) if present else None
 
     def _train_epoch(
         self, epoch: int, lr: float, progress: RunProgress, tracker: Tracker
@@ -360,6 +391,8 @@ class SearchRun:
             record["processes"] = self.cluster.world
         if self.guard.skipped_total:
             record["nonfinite_steps_skipped"] = self.guard.skipped_total
+        costs = self.budget.record(arch) if self.budget is not None else {}
+        record.update(costs)
         if queried:
             record.update({f"benchmark_{k}": v for k, v in queried.items() if isinstance(v, int | float)})
         tracker.log(record)
@@ -371,6 +404,7 @@ class SearchRun:
                 "epoch": epoch,
                 "architecture": arch,
                 "benchmark_key": key,
+                **costs,
                 "probabilities": mixing_summary(self.choices),
                 "logits": {
                     n: [round(float(v), 6) for v in c.arch_logits.detach()] for n, c in self.choices.items()
@@ -474,6 +508,10 @@ class SearchRun:
             "peak_memory_mb": peak_memory_mb(self.device),
             "run_dir": str(self.out),
         }
+        if self.budget is not None:
+            metric = self.budget.metric
+            summary[f"network_{metric}"] = self.budget.model.of_architecture(arch)
+            summary["within_budget"] = self.budget.within(arch)
         if self.cfg.init_from is not None:
             summary["initialised_from"] = str(self.cfg.init_from)
         if queried:

@@ -59,6 +59,7 @@ class Architect:
         hvp_epsilon: float = 0.01,
         reduce_gradients: Callable[[list[Tensor]], list[Tensor]] | None = None,
         grad_clip: float | None = None,
+        loss_transform: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         self.model = model
         self.sampler = sampler
@@ -72,6 +73,8 @@ class Architect:
         # e.g. averaging across data-parallel processes; applied to every gradient the architect takes
         self.reduce_gradients = reduce_gradients
         self.grad_clip = grad_clip  # max norm of the logits' gradient (None: unclipped)
+        # e.g. a cost budget's penalty: applied to the arch-split loss of every arch step
+        self.loss_transform = loss_transform
         self.optimizer = torch.optim.Adam(self.arch_params, lr=lr, betas=betas, weight_decay=weight_decay)
 
     def _gradients(self, loss: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
@@ -83,8 +86,11 @@ class Architect:
         return self.loss_fn(self.model, batch)
 
     def arch_loss(self, batch: Any) -> Tensor:
-        """Return the architecture loss on ``batch`` (fresh sample, plus the sampler's regulariser)."""
+        """Return the architecture loss on ``batch`` (fresh sample, ``loss_transform``, plus the sampler's
+        regulariser)."""
         loss = self._loss(batch)
+        if self.loss_transform is not None:
+            loss = self.loss_transform(loss)
         regularization = self.sampler.regularization(self.choices)
         return loss if regularization is None else loss + regularization
 

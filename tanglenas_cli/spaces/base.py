@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from torch import nn
+from torch import Tensor, nn
 
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.nas.choices import Choice, find_choices
@@ -18,6 +18,20 @@ class DataShape:
 
     num_classes: int
     input_shape: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class CostUnit:
+    """A piece of a discrete network whose module depends on the picks of ``choices`` (by name).
+
+    ``build(*picks)`` (one candidate per choice, in that order) returns the piece's module and an input
+    batch of one for it, or None when these picks leave the piece out (a layer beyond the picked depth).
+    The cost of an architecture is the cost of its units plus a constant (see
+    :mod:`tanglenas_cli.engine.cost`).
+    """
+
+    choices: tuple[str, ...]
+    build: Callable[..., tuple[nn.Module, Tensor] | None]
 
 
 NO_DATA = DataShape(num_classes=1, input_shape=(1, 1, 1))
@@ -119,6 +133,18 @@ class SearchSpace:
         Default: none.
         """
         return set()
+
+    def cost_units(self) -> list[CostUnit]:
+        """Return the pieces of the discrete network that depend on choices (everything else is constant)."""
+        raise UserError(f"space {self.name!r} has no cost model (cost.metric, derive --within-budget)")
+
+    def cost_weights(self, weights: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Return the weights the cost units read, from the mixing weights of every choice (by name).
+
+        Default: the mixing weights themselves. A space whose discrete network is not one pick per choice
+        (DARTS keeps two edges per node) returns each unit choice's probability of being built.
+        """
+        return dict(weights)
 
     def spos_subsets(self) -> list[list[str]] | None:
         """Return groups of choice names of which SPOS keeps only some per sample (None: no groups)."""

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from tanglenas_cli.benchmarks.nb201_keys import NB201_BENCHMARK
@@ -29,7 +30,7 @@ from tanglenas_cli.nas.choices import Choice, WeightSource
 from tanglenas_cli.nas.entangled import EntangledConv2d
 from tanglenas_cli.nas.mixed_op import MixedOp, Zero
 from tanglenas_cli.spaces import register_space
-from tanglenas_cli.spaces.base import SearchSpace
+from tanglenas_cli.spaces.base import CostUnit, SearchSpace
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (node, input node)
@@ -246,6 +247,22 @@ class NB201Space(SearchSpace):
 
     def largest_architecture(self) -> dict[str, Any]:
         return {"edges": dict.fromkeys(EDGE_NAMES, "nor_conv_3x3")}
+
+    def cost_units(self) -> list[CostUnit]:
+        """Every edge of every cell: its operation on the cell's (width, height, width) input."""
+        options = self.options.network_options()
+        _, height, width = self.data.input_shape
+        units = []
+        for stage in range(3):
+            channels = self.options.C * 2**stage
+            shape = (1, channels, height, width)
+
+            def build(op: str, channels: int = channels, shape: tuple = shape) -> tuple | None:
+                return None if op == "none" else (make_op(op, channels, options), torch.zeros(shape))
+
+            units += [CostUnit((name,), build) for _ in range(self.options.N) for name in EDGE_NAMES]
+            height, width = (height + 1) // 2, (width + 1) // 2  # the stride-2 3x3 conv of the next block
+        return units
 
     def all_architectures(self) -> list[dict[str, Any]]:
         combinations = itertools.product(OPS, repeat=len(EDGE_NAMES))

@@ -21,7 +21,7 @@ from tanglenas_cli.errors import UserError
 from tanglenas_cli.nas.choices import Choice
 from tanglenas_cli.nas.mixed_op import MixedOp
 from tanglenas_cli.spaces import register_space
-from tanglenas_cli.spaces.base import DataShape, SearchSpace
+from tanglenas_cli.spaces.base import CostUnit, DataShape, SearchSpace
 from tanglenas_cli.spaces.darts_ops import DilConv, SepConv
 
 OPS = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
@@ -207,6 +207,23 @@ class ToyCellSpace(SearchSpace):
 
     def largest_architecture(self) -> dict[str, Any]:
         return {t: [["sep_conv_5x5", source] for source in EDGE_INPUTS] for t in CELL_TYPES}
+
+    def cost_units(self) -> list[CostUnit]:
+        """Every edge of every cell: its operation on its input (the cell's preprocessed input, or node 1)."""
+        _, height, width = self.data.input_shape
+        units = []
+        for cell_type, _, c, reduction in self._plan():
+            out_size = ((height + 1) // 2, (width + 1) // 2) if reduction else (height, width)
+            for edge, source in enumerate(EDGE_INPUTS):
+                stride = 2 if reduction and source == 0 else 1
+                shape = (1, c, height, width) if source == 0 else (1, c, *out_size)
+
+                def build(op: str, c: int = c, stride: int = stride, shape: tuple = shape) -> tuple:
+                    return make_op(op, c, c, stride, self.options.affine), torch.zeros(shape)
+
+                units.append(CostUnit((f"{cell_type}.edge{edge}",), build))
+            height, width = out_size
+        return units
 
     def all_architectures(self) -> list[dict[str, Any]]:
         result = []
