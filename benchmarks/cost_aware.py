@@ -151,12 +151,17 @@ def markdown(rows: list[dict[str, str]]) -> str:
         final = sum(r["final_within"] == "True" for r in members)
         ratio = [float(r["params"]) / target for r in members]
         lines.append(
-            f"| {space} | p{q}: {target:,.0f} | {len(members)} | {within}/{len(members)} | {_spread(ratio, 3)} "
+            f"| {space} | p{q}: {target:,.0f} | {len(members)} | {within}/{len(members)} "
+            f"| {_spread(ratio, 3)} "
             f"| {_spread([float(r['test_acc']) for r in members])} "
             f"| {_spread([float(r['feasible_percentile']) for r in members], 1)} "
             f"| {float(members[0]['feasible_best']):.2f} | {final}/{len(members)} |"
         )
-    lines += ["", "Commands (`--seed` and `cost.target` vary), then `tanglenas derive RUN --within-budget`:", ""]
+    lines += [
+        "",
+        "Commands (`--seed` and `cost.target` vary), then `tanglenas derive RUN --within-budget`:",
+        "",
+    ]
     seen = set()
     for row in rows:
         if row["space"] not in seen:
@@ -177,15 +182,17 @@ def plot(rows: list[dict[str, str]], tables: dict[str, list[tuple[float, float, 
     colours = {"25": "tab:blue", "50": "tab:orange", "75": "tab:green"}
     for axis, space in zip(axes[0], spaces, strict=True):
         table = tables[space]
-        axis.scatter([p for p, _, _ in table], [a for _, a, _ in table], s=3, c="0.8", label="all architectures")
+        axis.scatter(
+            [p for p, _, _ in table], [a for _, a, _ in table], s=3, c="0.8", label="all architectures"
+        )
         for q, colour in colours.items():
             members = [r for r in rows if r["space"] == space and r["percentile_budget"] == q]
             if not members:
                 continue
             target = float(members[0]["target"])
             axis.axvline(target, color=colour, linestyle="--", linewidth=1)
-            axis.scatter([float(r["params"]) for r in members], [float(r["test_acc"]) for r in members],
-                         s=40, c=colour, edgecolors="black", label=f"found, budget p{q}", zorder=3)  # fmt: skip
+            found = [float(r["params"]) for r in members], [float(r["test_acc"]) for r in members]
+            axis.scatter(*found, s=40, c=colour, edgecolors="black", label=f"found, budget p{q}", zorder=3)
         accuracies = sorted(a for _, a, _ in table)
         axis.set_ylim(accuracies[len(accuracies) // 20], accuracies[-1] + 0.3)
         axis.set_xlabel("parameters of the benchmark network")
@@ -226,8 +233,12 @@ def write_reports(rows: list[dict[str, str]], tables: dict, results: Path, readm
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spaces", nargs="+", default=list(BENCHMARK_NETWORKS), choices=list(BENCHMARK_NETWORKS))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--spaces", nargs="+", default=list(BENCHMARK_NETWORKS), choices=list(BENCHMARK_NETWORKS)
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--percentiles", nargs="+", type=int, default=list(PERCENTILES))
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")

@@ -526,6 +526,17 @@ def correlate(
     print_result(result, as_json)
 
 
+def _space_options(overrides: list[str] | None, command: str) -> dict[str, Any]:
+    """Return the space options of ``--set space_options.KEY=VALUE`` flags (anything else: UserError)."""
+    options = {}
+    for text in overrides or ():
+        parts, value = parse_override(text)
+        if len(parts) != 2 or parts[0] != "space_options":
+            raise UserError(f"{command} takes only --set space_options.KEY=VALUE, not {text!r}")
+        options[parts[1]] = value
+    return options
+
+
 @app.command("profile")
 def profile_command(
     space: _opt(str, "--space", metavar="SPACE", help=f"Search space, one of: {', '.join(list_spaces())}."),
@@ -543,12 +554,7 @@ def profile_command(
     """Step time and peak memory: WE supernet, WS supernet and the largest subnet, each in its own process."""
     check_space(space)
     optimizer_entry(optimizer)
-    options = {}
-    for text in overrides or ():
-        parts, value = parse_override(text)
-        if len(parts) != 2 or parts[0] != "space_options":
-            raise UserError(f"profile takes only --set space_options.KEY=VALUE, not {text!r}")
-        options[parts[1]] = value
+    options = _space_options(overrides, "profile")
     from tanglenas_cli.engine.profile import run_profile
 
     result = run_profile(space, optimizer, batch_size, steps, warmup, options, channels_last=channels_last,
@@ -569,6 +575,43 @@ def profile_command(
         table.add_row(mode, f"{numbers['step_s']:.4f}", f"{numbers['peak_mb']:.1f}", f"{numbers['params']:,}",
                       f"{time_ratio:.2f}x", f"{memory_ratio:.2f}x")  # fmt: skip
     Console(highlight=False).print(table)
+
+
+@app.command("latency-table")
+def latency_table(
+    space: _opt(str, "--space", metavar="SPACE", help=f"Search space, one of: {', '.join(list_spaces())}."),
+    device: _opt(str | None, "--device", metavar="cpu|cuda",
+                 help="Where to time (default: cuda if any).") = None,
+    batch_size: _opt(int, "--batch-size", metavar="N", min=1, help="Batch size of every timing.") = 1,
+    input_shape: _opt(str | None, "--input-shape", metavar="C,H,W",
+                      help="One input's shape (language models: T), as the run's data (default: the space's"
+                           " profile shape).") = None,
+    classes: _opt(int | None, "--classes", metavar="N", min=1,
+                  help="Classes (language models: vocabulary), as the run's data.") = None,
+    overrides: _opt(list[str] | None, "--set", metavar="space_options.KEY=VALUE",
+                    help="Space setting (repeatable), as the run's.") = None,
+    check: _opt(int, "--check", metavar="N", min=0,
+                help="Also time N random whole networks and rank the table against them.") = 30,
+    benchmark: _opt(Path | None, "--benchmark", metavar="FILE",
+                    help="Rank the table against this benchmark's recorded latency (toy benchmarks).") = None,
+    out: _opt(Path | None, "--out", metavar="FILE",
+              help="Where to write the table (default: latency-SPACE-DEVICE-bN.json).") = None,
+    as_json: _json_option("the check numbers") = False,
+) -> None:  # fmt: skip
+    """Time every candidate of every choice in isolation on this machine: the table of cost.metric=latency.
+
+    Search with it: --set cost.metric=latency --set cost.target=MS --set cost.table=FILE.
+    """
+    check_space(space)
+    options = _space_options(overrides, "latency-table")
+    if benchmark is not None:
+        _require(benchmark, "benchmark file")
+    from tanglenas_cli.engine.latency import run_latency_table
+
+    result = run_latency_table(
+        space, options, device, batch_size, input_shape, classes, check, benchmark, out
+    )
+    print_result(result, as_json)
 
 
 @app.command("doctor")

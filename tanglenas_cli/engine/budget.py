@@ -1,8 +1,10 @@
 """The cost budget of a search (config section ``cost``): the penalty on the architecture loss.
 
-Built once per run from the space's cost model; on every arch step it reads the mixing weights the
-sampler has just set, so DARTS penalises the softmax, DrNAS its Dirichlet sample and GDAS its one-hot
-sample (straight-through), each through the same differentiable expected cost.
+The penalised cost is the expected cost of the architectures the optimizer samples from: the cost model
+at the mean of the sampler's mixing weights (DARTS: the softmax; DrNAS: the Dirichlet's mean; GDAS: the
+softmax that its one-hot samples follow). The cost model is multilinear and the choices are drawn
+independently, so this is exactly the mean of the cost of this step's mixing weights, without the
+sampling noise, which would make a hinge push below the budget whenever a sample lands above it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from tanglenas_cli.config import CostConfig, RunConfig
 from tanglenas_cli.engine.cost import CostModel, cost_model, format_cost
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.nas.choices import Choice
+from tanglenas_cli.nas.samplers import Sampler
 from tanglenas_cli.spaces import create_space
 from tanglenas_cli.spaces.base import SearchSpace
 
@@ -34,8 +37,9 @@ def budget_model(cfg: RunConfig, space: SearchSpace, candidates: Mapping[str, An
 class Budget:
     """The cost penalty and the cost numbers an epoch record logs."""
 
-    def __init__(self, settings: CostConfig, model: CostModel, choices: Mapping[str, Choice]) -> None:
-        self.settings, self.model, self.choices = settings, model, dict(choices)
+    def __init__(self, settings: CostConfig, model: CostModel, choices: Mapping[str, Choice],
+                 sampler: Sampler) -> None:  # fmt: skip
+        self.settings, self.model, self.choices, self.sampler = settings, model, dict(choices), sampler
         assert settings.metric is not None and settings.target is not None
         self.metric, self.target = settings.metric, float(settings.target)
         smallest = model.minimum()
@@ -46,8 +50,9 @@ class Budget:
             )
 
     def expected(self) -> Tensor:
-        """Return the expected cost under the mixing weights the sampler set last."""
-        return self.model.expected({name: c.mixing().weights for name, c in self.choices.items()})
+        """Return the expected cost of the sampled architectures (differentiable in the logits)."""
+        mean = self.sampler.mean_weights
+        return self.model.expected({name: mean(c.arch_logits) for name, c in self.choices.items()})
 
     def apply(self, loss: Tensor) -> Tensor:
         """Return ``loss`` with the budget's penalty (``hinge``: added; ``fbnet``: a factor)."""
@@ -55,18 +60,24 @@ class Budget:
         if self.settings.form == "hinge":
             penalty = self.settings.weight * torch.relu(cost / self.target - 1)
             return loss + penalty.to(loss.dtype)
-        factor = (torch.log(cost) / torch.log(torch.tensor(self.target, dtype=cost.dtype))) ** self.settings.beta
+        factor = (
+            torch.log(cost) / torch.log(torch.tensor(self.target, dtype=cost.dtype))
+        ) ** self.settings.beta
         return loss * factor.to(loss.dtype)
 
     def penalty(self) -> Tensor:
-        """Return the additive hinge penalty alone (the simultaneous strategy adds it to the training loss)."""
+        """Return the additive hinge penalty alone (the simultaneous strategy adds it to the training
+        loss)."""
         return self.apply(torch.zeros((), dtype=torch.float64))
 
     def record(self, arch: Mapping[str, Any]) -> dict[str, float]:
         """Return the epoch record's cost fields: the expected cost now and the argmax architecture's."""
         with torch.no_grad():
             expected = float(self.expected())
-        return {f"expected_{self.metric}": expected, f"argmax_{self.metric}": self.model.of_architecture(arch)}
+        return {
+            f"expected_{self.metric}": expected,
+            f"argmax_{self.metric}": self.model.of_architecture(arch),
+        }
 
     def within(self, arch: Mapping[str, Any]) -> bool:
         """Whether ``arch`` meets the budget."""

@@ -32,14 +32,20 @@ from torch import Tensor, nn
 from tanglenas_cli.engine.flops import count_flops, count_module_flops
 from tanglenas_cli.engine.metrics import count_parameters
 from tanglenas_cli.errors import UserError, check_name
-from tanglenas_cli.spaces.base import SearchSpace, choices_by_name
+from tanglenas_cli.spaces.base import CostUnit, SearchSpace, choices_by_name
 
 METRICS = ("params", "flops", "latency")
 UNITS = {"params": "parameters", "flops": "multiply-adds", "latency": "ms"}
 
 
 class Meter(Protocol):
-    """Measures one metric of a unit's module and of a whole discrete network."""
+    """Measures one metric of a unit's module and of a whole discrete network.
+
+    ``shapes_only``: the metric depends on shapes alone, so units are built on the meta device (no
+    memory, no initialisation, no arithmetic).
+    """
+
+    shapes_only: bool
 
     def unit(self, module: nn.Module, inputs: Tensor) -> float: ...
 
@@ -48,6 +54,8 @@ class Meter(Protocol):
 
 class ParamsMeter:
     """Trainable parameters."""
+
+    shapes_only = True
 
     def unit(self, module: nn.Module, inputs: Tensor) -> float:
         return float(count_parameters(module))
@@ -58,6 +66,8 @@ class ParamsMeter:
 
 class FlopsMeter:
     """Multiply-adds of one forward pass on one input (half of PyTorch's FLOP count, as ``eval``'s macs)."""
+
+    shapes_only = True
 
     def unit(self, module: nn.Module, inputs: Tensor) -> float:
         return float(count_module_flops(module, inputs) // 2)
@@ -76,6 +86,17 @@ def choice_candidates(space: SearchSpace) -> dict[str, list[Any]]:
     return {name: list(choice.candidates) for name, choice in choices_by_name(space.build_supernet()).items()}
 
 
+def _build(unit: CostUnit, picks: Sequence[Any], meta: bool) -> tuple[nn.Module, Tensor] | None:
+    """Return ``unit.build(*picks)``, on the meta device when ``meta`` and the unit's modules allow it."""
+    if meta:
+        try:
+            with torch.device("meta"):
+                return unit.build(*picks)
+        except (NotImplementedError, RuntimeError):
+            pass  # an operation without a meta kernel: build it for real
+    return unit.build(*picks)
+
+
 class CostModel:
     """One metric of every architecture of a space, as a function of the choices' mixing weights."""
 
@@ -90,7 +111,8 @@ class CostModel:
             unknown = [name for name in unit.choices if name not in self.candidates]
             if unknown:
                 raise UserError(
-                    f"the cost of {space.name} reads choices the supernet does not have ({', '.join(unknown)});"
+                    f"the cost of {space.name} reads choices the supernet does not have "
+                    f"({', '.join(unknown)});"
                     " cost.space_options may change sizes, not choices"
                 )
             shape = tuple(len(self.candidates[name]) for name in unit.choices)
@@ -98,7 +120,7 @@ class CostModel:
             for position in torch.cartesian_prod(*(torch.arange(n) for n in shape)).reshape(-1, len(shape)):
                 index = tuple(int(i) for i in position)
                 picks = [self.candidates[name][i] for name, i in zip(unit.choices, index, strict=True)]
-                built = unit.build(*picks)
+                built = _build(unit, picks, meter.shapes_only)
                 if built is None:
                     continue
                 module, inputs = built
@@ -141,8 +163,12 @@ class CostModel:
 
     def of_picks(self, picks: Mapping[str, Any]) -> float:
         """Return the cost of the architecture of ``picks`` (its discrete network's exact count)."""
-        with torch.no_grad():
-            return float(self.expected(self.one_hot(picks)))
+        if type(self.space).cost_weights is not SearchSpace.cost_weights:  # units read derived weights
+            with torch.no_grad():
+                return float(self.expected(self.one_hot(picks)))
+        index = {name: values.index(picks[name]) if name in picks else 0
+                 for name, values in self.candidates.items()}  # fmt: skip
+        return self.base + sum(float(t[tuple(index[n] for n in names)]) for names, t in self.tables.items())
 
     def of_architecture(self, arch: Mapping[str, Any]) -> float:
         """Return the cost of the architecture ``arch``."""

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from tanglenas_cli.config import load_config
+from tanglenas_cli.engine import run_dir as files
 from tanglenas_cli.engine.budget import budget_model
 from tanglenas_cli.engine.cost import format_cost
-from tanglenas_cli.engine import run_dir as files
 from tanglenas_cli.engine.factory import load_search_data
 from tanglenas_cli.engine.posthoc import (
     EvolutionSettings,
@@ -96,7 +96,9 @@ def _within_budget(run_dir: Path) -> tuple[SearchSpace, dict[str, Any], str, dic
     choices = choices_by_name(model)
     costs = budget_model(cfg, space, {name: c.candidates for name, c in choices.items()})
     records = files.read_jsonl(run_dir / files.TRAJECTORY)
-    found = [(int(r["epoch"]) + 1, r["architecture"], costs.of_architecture(r["architecture"])) for r in records]
+    found = [
+        (int(r["epoch"]) + 1, r["architecture"], costs.of_architecture(r["architecture"])) for r in records
+    ]
     if not found:
         raise UserError(f"{run_dir / files.TRAJECTORY} records no epoch yet")
     meeting = [entry for entry in found if entry[2] <= target]

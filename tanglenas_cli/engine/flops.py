@@ -1,7 +1,9 @@
 """Forward FLOPs of a discrete network on one input of its space's data shape.
 
 Counted with ``torch.utils.flop_counter.FlopCounterMode``: 2 FLOPs per multiply-add, as PyTorch counts
-them (matrix products and convolutions; element-wise operations are not counted). Pooling counts nothing,
+them (matrix products and convolutions; element-wise operations are not counted). Attention is counted
+through PyTorch's plain ("math") kernel, whose matrix products the counter sees on every device (its fused
+CPU kernel has no FLOP formula, so a count would otherwise depend on where it ran). Pooling counts nothing,
 as in NAS-Bench-201, NATS-Bench and PyTorch's own count of ``nn.AvgPool2d``: the box convolution that
 runs an average pool here (:class:`~tanglenas_cli.layers.pooling.BoxAvgPool2d`) is left out.
 """
@@ -26,6 +28,7 @@ def count_flops(space: SearchSpace, network: nn.Module) -> int:
 
 def count_module_flops(module: nn.Module, inputs: Tensor) -> int:
     """Return the forward FLOPs of ``module`` on ``inputs`` (eval mode, no gradients, pools left out)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = module.training
@@ -45,7 +48,7 @@ def count_module_flops(module: nn.Module, inputs: Tensor) -> int:
             hooks += [child.register_forward_pre_hook(enter_pool), child.register_forward_hook(leave_pool)]
     module.eval()
     try:
-        with torch.no_grad(), counter:
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
             module(inputs)
     finally:
         module.train(was_training)

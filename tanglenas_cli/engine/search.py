@@ -187,7 +187,7 @@ class SearchRun:
                 " gradients with it; use cost.form=hinge"
             )
         candidates = {name: choice.candidates for name, choice in self.choices.items()}
-        return Budget(cfg.cost, budget_model(cfg, self.space, candidates), self.choices)
+        return Budget(cfg.cost, budget_model(cfg, self.space, candidates), self.choices, self.sampler)
 
     @property
     def _shard(self) -> tuple[int, int]:

@@ -53,6 +53,11 @@ class Sampler:
         """Return deterministic weights for validation: the expected/most likely architecture."""
         return self.weights(logits)
 
+    def mean_weights(self, logits: Tensor) -> Tensor:
+        """Return the mean of this sampler's mixing weights, differentiable in ``logits`` (a function of
+        the mixing weights that is linear in each choice's weights has its mean there, with no noise)."""
+        return self.weights(logits)[0]
+
     def sample(self, choices: Iterable[Choice], training: bool = True) -> None:
         """Draw this step's mixing weights for every choice (``training=False``: deterministic)."""
         draw = self.weights if training else self.eval_weights
@@ -136,8 +141,11 @@ class DrNASSampler(Sampler):
         return sample, None
 
     def eval_weights(self, logits: Tensor) -> tuple[Tensor, int | None]:
-        concentration = self.concentration(logits)
-        return concentration / concentration.sum(-1, keepdim=True), None
+        return self.mean_weights(logits), None
+
+    def mean_weights(self, logits: Tensor) -> Tensor:
+        concentration = self.concentration(logits)  # the Dirichlet's mean
+        return concentration / concentration.sum(-1, keepdim=True)
 
     def regularization(self, choices: Iterable[Choice]) -> Tensor | None:
         if self.kl_scale == 0:
@@ -192,6 +200,9 @@ class GDASSampler(Sampler):
         index = int(logits.detach().argmax())
         return one_hot(index, logits.shape[-1], logits), index
 
+    def mean_weights(self, logits: Tensor) -> Tensor:
+        return torch.softmax(logits, dim=-1)  # the hard Gumbel sample picks k with probability softmax_k
+
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "tau": self.tau}
 
@@ -213,6 +224,9 @@ class SPOSSampler(Sampler):
 
     def eval_weights(self, logits: Tensor) -> tuple[Tensor, int | None]:
         return self.weights(logits)
+
+    def mean_weights(self, logits: Tensor) -> Tensor:
+        return torch.full_like(logits, 1 / logits.shape[-1])
 
 
 class SubsetSPOSSampler(SPOSSampler):

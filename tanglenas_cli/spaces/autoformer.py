@@ -31,14 +31,15 @@ from torch import Tensor, nn
 
 from tanglenas_cli.errors import UserError, check_name
 from tanglenas_cli.layers.relative_position import RelativePosition2D
-from tanglenas_cli.nas.choices import WeightSource
+from tanglenas_cli.nas.choices import FixedChoice, WeightSource
 from tanglenas_cli.nas.entangled import EntangledConv2d, EntangledLinear
 from tanglenas_cli.nas.superposition import SlicedDim, Superposition
 from tanglenas_cli.nas.transformer import EntangledLayerNorm, EntangledSelfAttention, run_blocks
 from tanglenas_cli.spaces import register_space
-from tanglenas_cli.spaces.base import DataShape, check_rate
+from tanglenas_cli.spaces.base import CostUnit, DataShape, check_rate
 from tanglenas_cli.spaces.transformer_space import (
     Layers,
+    Piece,
     TransformerSpace,
     attention_candidates,
     entangled_mlp,
@@ -195,6 +196,23 @@ class AutoFormerSpace(TransformerSpace):
                                     self.data.num_classes, self.options)  # fmt: skip
         init_weights(network)
         return network
+
+    def cost_units(self) -> list[CostUnit]:
+        """Units: (embed) the network without blocks (patch embedding, class token, positions, final norm,
+        classifier) on an image; per layer (embed, heads, MLP ratio) a block on the tokens, plus the depth
+        for layers some depth leaves out. The relative-position tables are in their blocks."""
+        image = self._image_size()
+        tokens = (image // self.options.patch_size) ** 2 + 1
+
+        def stem(embed: Any) -> Piece:
+            network = self._network(FixedChoice(embed), FixedChoice(0), [])
+            return network, torch.zeros(1, self.data.input_shape[0], image, image)
+
+        def block(embed: Any, heads: Any, ratio: Any) -> Piece:
+            fixed = (FixedChoice(embed), FixedChoice(heads), FixedChoice(ratio))
+            return Block(*fixed, self.options, 0.0), torch.zeros(1, tokens, int(embed))
+
+        return self.layer_cost_units(stem, block)
 
 
 @register_space("autoformer")

@@ -10,17 +10,19 @@ inputs numbered like DARTS (0, 1 = cell inputs, 2..5 = intermediate nodes).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from tanglenas_cli.errors import UserError
 from tanglenas_cli.nas.choices import Choice
 from tanglenas_cli.spaces import register_space
-from tanglenas_cli.spaces.base import SearchSpace
+from tanglenas_cli.spaces.base import CostUnit, SearchSpace
 from tanglenas_cli.spaces.darts_cells import (
     NONE,
     OPS,
@@ -30,6 +32,7 @@ from tanglenas_cli.spaces.darts_cells import (
     MakeOp,
     entangled_edge,
     make_op,
+    reduction_layers,
     shared_edge,
 )
 
@@ -261,6 +264,65 @@ class DartsSpace(SearchSpace):
             name: {"normal": parse_cell(normal), "reduce": parse_cell(reduce)}
             for name, (normal, reduce) in NAMED_GENOTYPES.items()
         }
+
+    def cost_units(self) -> list[CostUnit]:
+        """Every edge of every cell: its operation on its input state; ``none`` stands for the max pool
+        that a node's too few real edges are padded with (see :meth:`cost_weights`)."""
+        affine = self.options.affine
+        _, height, width = self.data.input_shape
+        channels = self.options.C
+        units = []
+        for index in range(self.options.layers):
+            reduction = index in reduction_layers(self.options.layers)
+            before = (height, width)
+            if reduction:
+                channels *= 2
+                height, width = math.ceil(height / 2), math.ceil(width / 2)
+            cell_type = "reduce" if reduction else "normal"
+            for edges in NODE_EDGES:
+                for edge, state in edges:
+                    stride = 2 if reduction and state < 2 else 1
+                    shape = (1, channels, *(before if state < 2 else (height, width)))
+
+                    def build(
+                        op: str, c: int = channels, stride: int = stride, shape: tuple = shape
+                    ) -> tuple:
+                        kept = OPS[1] if op == OPS[NONE] else op
+                        return make_op(kept, c, stride, affine), torch.zeros(shape)
+
+                    units.append(CostUnit((f"{cell_type}.edge{edge}",), build))
+        return units
+
+    def cost_weights(self, weights: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Per edge, the probability of each op being built: the discrete cell keeps each node's first two
+        edges (in edge order) whose op is not ``none``, padded with its first ``none`` edges as max pools
+        (``arch_of`` on one-hot weights); the edges' picks are independent, so this is multilinear."""
+        result = {}
+        for cell_type in CELL_TYPES:
+            for edges in NODE_EDGES:
+                names = [f"{cell_type}.edge{e}" for e, _ in edges]
+                real = [weights[n].sum() - weights[n][NONE] for n in names]  # P(not none)
+                empty = [weights[n][NONE] for n in names]
+                # prefix[j] = (P(no real edge before j), P(one real edge before j)), suffix likewise after j
+                prefix, suffix = [], []
+                counts = (torch.ones_like(real[0]), torch.zeros_like(real[0]))
+                for j in range(len(names)):
+                    prefix.append(counts)
+                    counts = (counts[0] * empty[j], counts[1] * empty[j] + counts[0] * real[j])
+                counts = (torch.ones_like(real[0]), torch.zeros_like(real[0]))
+                for j in reversed(range(len(names))):
+                    suffix.append(counts)
+                    counts = (counts[0] * empty[j], counts[1] * empty[j] + counts[0] * real[j])
+                suffix.reverse()
+                for j, name in enumerate(names):
+                    kept_if_real = prefix[j][0] + prefix[j][1]
+                    # a none edge pads the node when (edges before it) + (real edges after it) < 2
+                    pads = (
+                        (suffix[j][0] + suffix[j][1]) if j == 0 else suffix[j][0] if j == 1 else 0 * real[0]
+                    )
+                    built = weights[name] * kept_if_real
+                    result[name] = torch.cat([(weights[name][NONE] * pads)[None], built[1:]])
+        return result
 
     def spos_subsets(self) -> list[list[str]]:
         return [[f"{t}.edge{e}" for e, _ in edges] for t in CELL_TYPES for edges in NODE_EDGES]

@@ -40,7 +40,7 @@ from tanglenas_cli.nas.choices import Choice, FixedChoice, WeightSource
 from tanglenas_cli.nas.ofa import EntangledMBConv, TransformedKernelConv2d
 from tanglenas_cli.nas.transformer import run_blocks
 from tanglenas_cli.spaces import register_space
-from tanglenas_cli.spaces.base import DataShape, SearchSpace, check_rate, inherit_prefix_slices
+from tanglenas_cli.spaces.base import CostUnit, DataShape, SearchSpace, check_rate, inherit_prefix_slices
 
 STAGES = 5
 STAGE_ACTIVATIONS = ("relu", "relu", "h_swish", "h_swish", "h_swish")
@@ -163,22 +163,26 @@ class MobileNetV3Space(SearchSpace):
         for s, (depth, stage_blocks) in enumerate(zip(depths, blocks, strict=True)):
             out_channels, modules = widths["widths"][s], []
             for b, (kernel, expand) in enumerate(stage_blocks):
-                modules.append(
-                    EntangledMBConv(
-                        expand,
-                        kernel,
-                        in_channels,
-                        out_channels,
-                        stride=self.table["strides"][s] if b == 0 else 1,
-                        activation=STAGE_ACTIVATIONS[s],
-                        use_se=STAGE_SE[s],
-                        residual=b > 0,
-                    )
-                )
+                modules.append(self._block(s, b, in_channels, kernel, expand))
                 in_channels = out_channels
             stages.append(Stage(depth, modules))
         return MobileNetV3(self.data.input_shape[0], widths, stages, first_block, self.data.num_classes,
                            self.options.dropout)  # fmt: skip
+
+    def _block(
+        self, s: int, b: int, in_channels: int, kernel: WeightSource, expand: WeightSource
+    ) -> nn.Module:
+        """Return block ``b`` of stage ``s`` (the first has the stride and no residual)."""
+        return EntangledMBConv(
+            expand,
+            kernel,
+            in_channels,
+            self.widths["widths"][s],
+            stride=self.table["strides"][s] if b == 0 else 1,
+            activation=STAGE_ACTIVATIONS[s],
+            use_se=STAGE_SE[s],
+            residual=b > 0,
+        )
 
     def build_supernet(self, entangle: bool = True) -> nn.Module:
         if not entangle:
@@ -237,6 +241,31 @@ class MobileNetV3Space(SearchSpace):
                         f"{key!r}: cannot derive a {size}x{size} kernel: {error.args[0]}"
                     ) from None
         inherit_prefix_slices(state, network)
+
+    def cost_units(self) -> list[CostUnit]:
+        """Every block of every stage on its input: picks (kernel size, expand ratio, stage depth); a block
+        at an index >= the depth is left out. Stem, first block, final expand and head are constant."""
+        widths, (_, height, width) = self.widths, self.data.input_shape
+        height, width = (height + 1) // 2, (width + 1) // 2  # the stride-2 stem (3x3, padding 1)
+        in_channels, units = widths["first_block"], []
+        for s in range(STAGES):
+            for b in range(self.max_depth):
+                shape = (1, in_channels, height, width)
+
+                def build(kernel: int, expand: float, depth: int, s: int = s, b: int = b,
+                          shape: tuple[int, ...] = shape) -> tuple[nn.Module, Tensor] | None:  # fmt: skip
+                    if b >= depth:
+                        return None
+                    block = self._block(s, b, shape[1], FixedChoice(kernel), FixedChoice(expand))
+                    return block, torch.zeros(shape)
+
+                names = (_name(s, b, "kernel_size"), _name(s, b, "expand_ratio"), _name(s, None, "depth"))
+                units.append(CostUnit(names, build))
+                in_channels = widths["widths"][s]
+                if b == 0:  # the first block's stride-s "same" depthwise conv: n -> ceil(n / s)
+                    stride = self.table["strides"][s]
+                    height, width = -(-height // stride), -(-width // stride)
+        return units
 
     # -- architectures ---------------------------------------------------------------------------
     def arch_of(self, picks: Mapping[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tanglenas_cli.errors import UserError, check_name
-from tanglenas_cli.nas.choices import WeightSource, arch_parameters
+from tanglenas_cli.nas.choices import FixedChoice, WeightSource, arch_parameters
 from tanglenas_cli.nas.entangled import EntangledLinear
 from tanglenas_cli.nas.superposition import SlicedDim, Superposition
 from tanglenas_cli.nas.transformer import (
@@ -33,9 +33,10 @@ from tanglenas_cli.nas.transformer import (
     run_blocks,
 )
 from tanglenas_cli.spaces import register_space
-from tanglenas_cli.spaces.base import DataShape, check_rate
+from tanglenas_cli.spaces.base import CostUnit, DataShape, check_rate
 from tanglenas_cli.spaces.transformer_space import (
     Layers,
+    Piece,
     TransformerSpace,
     attention_candidates,
     entangled_mlp,
@@ -158,10 +159,29 @@ class NanoGPTSpace(TransformerSpace):
                 decayed.add(id(module.qkv_weight))
         return {name for name, parameter in model.named_parameters() if id(parameter) not in decayed}
 
+    def _vocab(self) -> int:
+        multiple = self.options.vocab_multiple
+        return -(-self.data.num_classes // multiple) * multiple
+
     def _network(self, embed: WeightSource, depth: WeightSource, layers: Layers) -> nn.Module:
         blocks = [GPTBlock(embed, heads, ratio, self.options.dropout) for heads, ratio in layers]
-        multiple = self.options.vocab_multiple
-        vocab, block_size = -(-self.data.num_classes // multiple) * multiple, self.data.input_shape[0]
-        network = GPTNetwork(embed, depth, blocks, vocab, block_size, self.options.dropout)
+        block_size = self.data.input_shape[0]
+        network = GPTNetwork(embed, depth, blocks, self._vocab(), block_size, self.options.dropout)
         init_weights(network, max(int(d) for d in depth.candidates))
         return network
+
+    def cost_units(self) -> list[CostUnit]:
+        """Units: (embed) the network without blocks (token and position tables, final norm, the head tied
+        to the token table) on a block of token ids; per layer (embed, heads, MLP ratio) a block on the
+        hidden states, plus the depth for layers some depth leaves out."""
+        block_size, dropout = self.data.input_shape[0], self.options.dropout
+
+        def stem(embed: Any) -> Piece:
+            network = GPTNetwork(FixedChoice(embed), FixedChoice(0), [], self._vocab(), block_size, dropout)
+            return network, torch.zeros(1, block_size, dtype=torch.long)
+
+        def block(embed: Any, heads: Any, ratio: Any) -> Piece:
+            fixed = (FixedChoice(embed), FixedChoice(heads), FixedChoice(ratio))
+            return GPTBlock(*fixed, dropout), torch.zeros(1, block_size, int(embed))
+
+        return self.layer_cost_units(stem, block)

@@ -33,7 +33,7 @@ from tanglenas_cli.nas.entangled import EntangledConv2d, EntangledLinear
 from tanglenas_cli.nas.entangled_norm import EntangledBatchNorm2d
 from tanglenas_cli.nas.mixed_op import MixedOp
 from tanglenas_cli.spaces import register_space
-from tanglenas_cli.spaces.base import SearchSpace
+from tanglenas_cli.spaces.base import CostUnit, SearchSpace
 from tanglenas_cli.spaces.nb201 import EDGES, Cell, check_network_kind
 
 WIDTHS = (8, 16, 24, 32, 40, 48, 56, 64)
@@ -241,27 +241,29 @@ class _DiscreteParts(_Parts):
         return nn.Linear(width, self.space.data.num_classes)
 
 
+def _layer(parts: _Parts, index: int, prev: Any, cur: Any) -> nn.Module:
+    """Return layer ``index`` (a cell, or a ResNet block) from width ``prev`` to width ``cur``."""
+    if index in REDUCTIONS:
+        convs = parts.conv_bn(prev, cur, 3, 2, cell=False), parts.conv_bn(cur, cur, 3, 1, cell=False)
+        return ResNetBlock(*convs, parts.shortcut(prev, cur))
+    edges: list[nn.Module] = []
+    for _, src, op in CELL:
+        first = prev if src == 0 else cur
+        if op == "conv":
+            edges.append(parts.conv_bn(first, cur, 3, 1))
+        elif parts.same(first, cur):
+            edges.append(nn.Identity())
+        else:
+            edges.append(parts.conv_bn(first, cur, 1, 1, relu=False))
+    return Cell(edges)
+
+
 def _assemble(parts: _Parts, widths: list[Any]) -> SizeNetwork:
     """Return the size network with layer ``i`` of width ``widths[i]``, its layers built by ``parts``."""
-    stem = parts.stem(widths[0])
-    layers: list[nn.Module] = []
-    for i, cur in enumerate(widths):
-        prev = widths[max(i - 1, 0)]
-        if i in REDUCTIONS:
-            convs = parts.conv_bn(prev, cur, 3, 2, cell=False), parts.conv_bn(cur, cur, 3, 1, cell=False)
-            layers.append(ResNetBlock(*convs, parts.shortcut(prev, cur)))
-            continue
-        edges: list[nn.Module] = []
-        for _, src, op in CELL:
-            first = prev if src == 0 else cur
-            if op == "conv":
-                edges.append(parts.conv_bn(first, cur, 3, 1))
-            elif parts.same(first, cur):
-                edges.append(nn.Identity())
-            else:
-                edges.append(parts.conv_bn(first, cur, 1, 1, relu=False))
-        layers.append(Cell(edges))
-    return SizeNetwork(stem, layers, parts.last_norm(widths[-1]), parts.classifier(widths[-1]))
+    layers = [_layer(parts, i, widths[max(i - 1, 0)], cur) for i, cur in enumerate(widths)]
+    return SizeNetwork(
+        parts.stem(widths[0]), layers, parts.last_norm(widths[-1]), parts.classifier(widths[-1])
+    )
 
 
 class _FirstFeatures(nn.Module):
@@ -323,6 +325,28 @@ class NATSSizeSpace(SearchSpace):
 
     def largest_architecture(self) -> dict[str, Any]:
         return {"channels": [MAX_WIDTH] * LAYERS}
+
+    def cost_units(self) -> list[CostUnit]:
+        """The stem, every layer (from the previous layer's width to its own) and the head."""
+        parts = _DiscreteParts(self)
+        c_in, height, width = self.data.input_shape
+        stem_input = (1, c_in, height, width)
+        units = [CostUnit(("channels0",), lambda w: (parts.stem(w), torch.zeros(stem_input)))]
+        for i in range(LAYERS):
+            size = (height, width)
+
+            def layer(*picks: int, i: int = i, size: tuple = size) -> tuple:
+                prev, cur = (picks[0], picks[0]) if len(picks) == 1 else picks
+                return _layer(parts, i, prev, cur), torch.zeros(1, prev, *size)
+
+            names = ("channels0",) if i == 0 else (f"channels{i - 1}", f"channels{i}")
+            units.append(CostUnit(names, layer))
+            if i in REDUCTIONS:
+                height, width = (height + 1) // 2, (width + 1) // 2
+        last, size = f"channels{LAYERS - 1}", (height, width)
+        units.append(CostUnit((last,), lambda w: (parts.last_norm(w), torch.zeros(1, w, *size))))
+        units.append(CostUnit((last,), lambda w: (parts.classifier(w), torch.zeros(1, w))))
+        return units
 
     def all_architectures(self) -> list[dict[str, Any]]:
         return [{"channels": list(c)} for c in itertools.product(WIDTHS, repeat=LAYERS)]

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from tanglenas_cli.benchmarks.toy_keys import TOY_CONV_MACRO_BENCHMARK
@@ -21,7 +22,7 @@ from tanglenas_cli.nas.choices import Choice, JointChoice, WeightSource
 from tanglenas_cli.nas.entangled import EntangledConv2d
 from tanglenas_cli.nas.mixed_op import MixedOp
 from tanglenas_cli.spaces import register_space
-from tanglenas_cli.spaces.base import SearchSpace, check_rate
+from tanglenas_cli.spaces.base import CostUnit, SearchSpace, check_rate
 
 CHANNELS = ((8, 16, 32), (16, 32, 64), (32, 64, 128), (64, 128, 256))
 KERNELS = (3, 5, 7)
@@ -191,6 +192,33 @@ class ConvMacroSpace(SearchSpace):
     def benchmark_key(self, arch: Mapping[str, Any]) -> str:
         arch = self.validate(arch)
         return str([arch["channels"], arch["kernels"]])
+
+    def cost_units(self) -> list[CostUnit]:
+        """The five convolutions: each on its input width (the previous layer's channel choice) and size."""
+        c_in, height, width = self.data.input_shape
+        sizes = [(height, width)] * 2 + [(height // 2, width // 2)] + [(height // 4, width // 4)] * 2
+        units = []
+        for layer in range(4):
+            size = sizes[layer]
+            names = (f"channels{layer + 1}", f"kernel{layer + 1}")
+            if layer == 0:
+
+                def first(c_out: int, kernel: int, size: tuple = size) -> tuple:
+                    return nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2), torch.zeros(1, c_in, *size)
+
+                units.append(CostUnit(names, first))
+                continue
+
+            def conv(c_prev: int, c_out: int, kernel: int, size: tuple = size) -> tuple:
+                return nn.Conv2d(c_prev, c_out, kernel, padding=kernel // 2), torch.zeros(1, c_prev, *size)
+
+            units.append(CostUnit((f"channels{layer}", *names), conv))
+
+        def last(c_prev: int) -> tuple:
+            module = nn.Conv2d(c_prev, LAST_CHANNELS, LAST_KERNEL, padding=LAST_PADDING)
+            return module, torch.zeros(1, c_prev, *sizes[4])
+
+        return [*units, CostUnit(("channels4",), last)]
 
     def largest_architecture(self) -> dict[str, Any]:
         return {"channels": [max(c) for c in CHANNELS], "kernels": [max(KERNELS)] * 4}

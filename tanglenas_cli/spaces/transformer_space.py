@@ -22,9 +22,10 @@ from tanglenas_cli.nas.transformer import (
     EntangledSelfAttention,
     EntangledWidthAttention,
 )
-from tanglenas_cli.spaces.base import SearchSpace, inherit_prefix_slices
+from tanglenas_cli.spaces.base import CostUnit, SearchSpace, inherit_prefix_slices
 
 Layers = list[tuple[WeightSource, WeightSource]]  # (heads, mlp ratio) per layer
+Piece = tuple[nn.Module, Tensor]  # a cost unit's module and its input batch of one
 
 
 def joint(*sources: WeightSource) -> WeightSource:
@@ -50,6 +51,21 @@ def entangled_mlp(embed: WeightSource, ratio: WeightSource, bias: bool = True) -
     return EntangledLinear(source, widths, hidden, bias=bias), EntangledLinear(
         source, hidden, widths, bias=bias
     )
+
+
+class Picked(nn.Module):
+    """A cost unit's module labelled by its picks: the entangled layers do not all print their sizes, and
+    the cost model measures modules of equal repr on equal inputs once."""
+
+    def __init__(self, module: nn.Module, picks: tuple[Any, ...]) -> None:
+        super().__init__()
+        self.module, self.picks = module, picks
+
+    def extra_repr(self) -> str:
+        return f"picks={self.picks}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.module(x)
 
 
 class TransformerSpace(SearchSpace):
@@ -129,6 +145,33 @@ class TransformerSpace(SearchSpace):
 
     def inherit_weights(self, supernet_state: Mapping[str, Any], network: nn.Module) -> None:
         inherit_prefix_slices(supernet_state, network)
+
+    def layer_cost_units(
+        self, stem: Callable[[Any], Piece], block: Callable[[Any, Any, Any], Piece]
+    ) -> list[CostUnit]:
+        """Return the units of a transformer: ``stem(embed)`` (the network without blocks) and per layer i
+        ``block(embed, heads_i, ratio_i)``; a layer some candidate depth leaves out also reads the depth."""
+
+        def labelled(make: Callable[..., Piece], *picks: Any) -> Piece:
+            module, inputs = make(*picks)
+            return Picked(module, picks), inputs
+
+        def build_block(embed: Any, heads: Any, ratio: Any) -> Piece:
+            return labelled(block, embed, heads, ratio)
+
+        depths = self.table["depth"]
+        units = [CostUnit(("embed",), lambda embed: labelled(stem, embed))]
+        for i in range(max(depths)):
+            names = ("embed", f"layer{i}.heads", f"layer{i}.mlp_ratio")
+            if i < min(depths):
+                units.append(CostUnit(names, build_block))
+                continue
+
+            def build(depth: Any, *picks: Any, i: int = i) -> Piece | None:
+                return build_block(*picks) if i < int(depth) else None
+
+            units.append(CostUnit(("depth", *names), build))
+        return units
 
     def largest_architecture(self) -> dict[str, Any]:
         table = self.table
