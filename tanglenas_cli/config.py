@@ -123,6 +123,10 @@ class CostConfig(_Section):
     weight: NonNegativeFloat = 1.0
     form: Literal["hinge", "fbnet"] = "hinge"
     beta: PositiveFloat = 0.6
+    # the penalty reads each choice's weights w as w ** (1 / temperature), renormalised: 1 is the expected
+    # cost of the sampled architectures; towards 0 it approaches the cost of the argmax architecture,
+    # the one `derive` returns (a flat distribution's expected cost can sit far above its argmax's)
+    temperature: PositiveFloat = 1.0
     # cost.metric=latency: the table written by `tanglenas latency-table`
     table: Path | None = None
     # count the cost on the network of these space options instead of the searched one's (e.g. search a

@@ -194,3 +194,15 @@ def test_bad_budgets_are_one_line_and_write_nothing(settings, fragments, tmp_pat
     assert result.exit_code == 2
     one_line_error(result, *fragments)
     assert not run.exists()
+
+
+def test_a_low_temperature_reads_the_cost_of_the_argmax_architecture():
+    budget, choices = _budget("hinge", 1e9)
+    for choice in choices.values():
+        choice.arch_logits.data = torch.randn(len(choice))
+    argmax = budget.model.of_picks({name: c.derive() for name, c in choices.items()})
+    cold = Budget(
+        budget.settings.model_copy(update={"temperature": 0.01}), budget.model, choices, budget.sampler
+    )
+    assert float(cold.expected().detach()) == pytest.approx(argmax, rel=1e-6)
+    assert float(budget.expected().detach()) != pytest.approx(argmax, rel=1e-3)

@@ -81,11 +81,14 @@ def test_two_processes_stay_in_sync_and_match_one_process(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_two_process_gdas_with_unused_paths(tmp_path: Path):
-    done = torchrun("-m", "tanglenas_cli", "search", *TINY, "--opt", "gdas", "--set", "epochs=1",
+def test_two_process_gdas_with_unused_paths_and_a_budget(tmp_path: Path):
+    budget = ["--set", "cost.metric=params", "--set", "cost.target=1500"]
+    done = torchrun("-m", "tanglenas_cli", "search", *TINY, "--opt", "gdas", "--set", "epochs=1", *budget,
                     "--out", tmp_path / "run")  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    assert [r["processes"] for r in epochs(tmp_path / "run")] == [2]
+    # the logits (moved by the budget's penalty too) were compared bit for bit across the processes
+    [record] = epochs(tmp_path / "run")
+    assert record["processes"] == 2 and record["argmax_params"] > 0
 
 
 @pytest.mark.slow

@@ -50,9 +50,15 @@ class Budget:
             )
 
     def expected(self) -> Tensor:
-        """Return the expected cost of the sampled architectures (differentiable in the logits)."""
-        mean = self.sampler.mean_weights
-        return self.model.expected({name: mean(c.arch_logits) for name, c in self.choices.items()})
+        """Return the expected cost of the sampled architectures (differentiable in the logits), at
+        ``cost.temperature``."""
+        weights = {name: self.sampler.mean_weights(c.arch_logits) for name, c in self.choices.items()}
+        temperature = self.settings.temperature
+        if temperature != 1:
+            weights = {
+                name: torch.softmax(w.clamp_min(1e-30).log() / temperature, -1) for name, w in weights.items()
+            }
+        return self.model.expected(weights)
 
     def apply(self, loss: Tensor) -> Tensor:
         """Return ``loss`` with the budget's penalty (``hinge``: added; ``fbnet``: a factor)."""
@@ -73,10 +79,11 @@ class Budget:
     def record(self, arch: Mapping[str, Any]) -> dict[str, float]:
         """Return the epoch record's cost fields: the expected cost now and the argmax architecture's."""
         with torch.no_grad():
-            expected = float(self.expected())
+            expected = float(self.expected())  # at cost.temperature: what the penalty reads
+        argmax = self.model.of_architecture(arch)
         return {
             f"expected_{self.metric}": expected,
-            f"argmax_{self.metric}": self.model.of_architecture(arch),
+            f"argmax_{self.metric}": argmax if self.metric == "latency" else int(argmax),
         }
 
     def within(self, arch: Mapping[str, Any]) -> bool:
