@@ -25,6 +25,7 @@ TINY = [
     "--space", "toy_cell", "--dataset", "digits",
     "--set", "dataset_options.size=12", "--set", "space_options.C=4",
     "--set", "epochs=2", "--set", "batch_size=128", "--set", "logging.progress=false",
+    "--set", "steps_per_epoch=2", "--set", "eval_batches=1",
 ]  # fmt: skip
 SMALLEST, TARGET = 1262, 1500  # the toy cell's cheapest network at these settings, and a budget above it
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
+import yaml
 from support import invoke, one_line_error, records
 
 from tanglenas_cli.engine.cost import cost_model
@@ -49,14 +51,17 @@ def test_the_latency_of_an_architecture_is_its_units_from_the_table(table: Path)
 
 def test_a_search_with_a_latency_budget(table: Path, tmp_path: Path):
     run = tmp_path / "run"
-    settings = ["dataset_options.size=12", "space_options.C=4", "epochs=1", "batch_size=128",
-                "logging.progress=false", "cost.metric=latency", "cost.target=1e3",
+    settings = ["dataset_options.size=12", "space_options.C=4", "epochs=1", "steps_per_epoch=2",
+                "batch_size=128", "logging.progress=false", "cost.metric=latency", "cost.target=1e3",
                 f"cost.table={table}"]  # fmt: skip
     flags = [part for setting in settings for part in ("--set", setting)]
     result = invoke("search", "--space", "toy_cell", "--dataset", "digits", *flags, "--out", run)
     assert result.exit_code == 0, result.output
     epoch = next(r for r in records(run / "metrics.jsonl") if r["kind"] == "epoch")
-    assert epoch["argmax_latency"] > 0 and epoch["expected_latency"] > 0
+    arch = yaml.safe_load((run / "arch.yaml").read_text())["architecture"]
+    space = create_space("toy_cell", DataShape(10, (1, 12, 12)), {"C": 4})
+    assert epoch["argmax_latency"] == cost_model(space, "latency", table=table).of_architecture(arch)
+    assert math.isfinite(epoch["expected_latency"])
 
 
 def test_a_table_of_other_settings_is_refused(table: Path):
