@@ -233,8 +233,11 @@ def test_derive_calls_the_engine(engine: Callable, tmp_path: Path) -> None:
     calls = engine("tanglenas_cli.engine.derive", "run_derive", tmp_path / "run" / "arch.yaml")
     result = invoke("derive", make_run_dir(tmp_path / "run"))
     assert result.exit_code == 0, result.output
-    assert calls == [((tmp_path / "run",), {"out": None, "epoch": None})]
+    assert calls == [((tmp_path / "run",), {"out": None, "epoch": None, "within_budget": False})]
     assert "arch.yaml" in result.stdout
+    calls.clear()
+    assert invoke("derive", tmp_path / "run", "--within-budget").exit_code == 0
+    assert calls == [((tmp_path / "run",), {"out": None, "epoch": None, "within_budget": True})]
 
 
 def test_train_checks_its_inputs(tmp_path: Path) -> None:
