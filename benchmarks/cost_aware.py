@@ -218,13 +218,6 @@ def plot(rows: list[dict[str, str]], tables: dict[str, list[tuple[float, float, 
     plt.close(figure)
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with path.open(newline="") as stream:
-        return list(csv.DictReader(stream))
-
-
 def append_row(path: Path, row: dict[str, Any]) -> None:
     new = not path.is_file()
     with path.open("a", newline="") as stream:
@@ -272,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = quality.PROTOCOLS["reduced"][space]
         tables[space] = space_table(space, data_root / "benchmarks" / spec.benchmark, spec.metric)
     done = {
-        (r["space"], r["percentile_budget"], float(r["temperature"]), r["seed"]) for r in read_rows(csv_path)
+        (r["space"], r["percentile_budget"], float(r["temperature"]), r["seed"])
+        for r in quality.read_rows(csv_path)
     }
     todo = []
     for space in args.spaces:
@@ -293,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{number}/{len(todo)}] {space} p{q} seed {seed}: {row['params']:,} params (budget "
               f"{target:,.0f}), test acc {row['test_acc']:.2f}, feasible percentile "
               f"{row['feasible_percentile']}, {time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
-        write_reports(read_rows(csv_path), tables, args.results, readme)
-    write_reports(read_rows(csv_path), tables, args.results, readme)
+        write_reports(quality.read_rows(csv_path), tables, args.results, readme)
+    write_reports(quality.read_rows(csv_path), tables, args.results, readme)
     return 0
 
 
