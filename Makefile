@@ -9,6 +9,7 @@ FAST ?=
 DATA ?=
 BENCH ?=
 RUNS ?= runs/reproduce
+TEST_WORKERS ?= 2
 
 .PHONY: install test lint format gpu-check reproduce-nb201 reproduce-darts
 
@@ -20,8 +21,8 @@ install:  ## editable install with runtime, wandb, NB201/NATS-Bench, ONNX export
 	-command -v pyenv >/dev/null 2>&1 && pyenv rehash
 	$(PYTHON) -m tanglenas_cli --help >/dev/null
 
-test:  ## the test suite
-	$(PYTHON) -m pytest
+test:  ## the test suite, in TEST_WORKERS processes (a test file stays in one)
+	$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 gpu-check:  ## profile, precision, compile and multi-GPU checks on this machine's GPUs (benchmarks/results/gpu-*.csv)
 	$(PYTHON) benchmarks/gpu_check.py

@@ -7,7 +7,6 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 
@@ -30,13 +29,12 @@ def print_result(result: Any, as_json: bool = False) -> None:
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
         return
-    console = Console(highlight=False)
+    console = Console(highlight=False)  # values are never broken across lines (paths stay copyable)
     if isinstance(result, Mapping):
-        table = Table(show_header=False, box=None)
-        table.add_column(style="bold")
-        table.add_column()
+        width = max((len(str(key)) for key in result), default=0)
         for key, value in result.items():
-            table.add_row(Text(str(key)), Text(str(value)))
-        console.print(table)
+            line = Text(f"{key!s:<{width}}", style="bold")
+            line.append(f"  {value}")
+            console.print(line, soft_wrap=True)
     else:
-        console.print(str(result), markup=False)
+        console.print(str(result), markup=False, soft_wrap=True)

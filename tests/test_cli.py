@@ -324,3 +324,12 @@ def test_presets_command_lists_every_preset() -> None:
     assert len(listing) >= 21
     for preset in listing:
         assert preset.name in result.stdout
+
+
+def test_long_values_are_printed_on_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from tanglenas_cli.console import print_result
+
+    path = "/runs/" + "x" * 200 + "/arch.yaml"
+    print_result({"written": path, "epochs": 2}, as_json=False)
+    print_result(path, as_json=False)
+    assert capsys.readouterr().out.splitlines() == [f"written  {path}", "epochs   2", path]

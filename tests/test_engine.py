@@ -56,6 +56,22 @@ def test_search_writes_the_run_directory(searched: Path):
     assert summary["network_params"] > 0 and summary["mode"] == "we"
 
 
+@pytest.mark.parametrize(("every_s", "plotted_after"), [(0.0, [1, 2, 3]), (3600.0, [3])])
+def test_the_plot_is_redrawn_after_the_last_epoch_and_at_most_every_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every_s: float, plotted_after: list[int]
+):
+    from tanglenas_cli.engine import search
+
+    drawn: list[int] = []
+    monkeypatch.setattr(search, "PLOT_EVERY_S", every_s)
+    monkeypatch.setattr(search, "plot_trajectories", lambda records, path, title: drawn.append(len(records)))
+    result = invoke(
+        "search", *TINY, "--set", "epochs=3", "--set", "steps_per_epoch=1", "--out", tmp_path / "r"
+    )
+    assert result.exit_code == 0, result.output
+    assert drawn == plotted_after
+
+
 def test_search_refuses_to_overwrite_a_run(searched: Path):
     before = (searched / "metrics.jsonl").read_bytes()
     result = invoke("search", *TINY, "--out", searched)

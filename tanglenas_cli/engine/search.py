@@ -75,6 +75,7 @@ def mixing_summary(choices: Mapping[str, Choice]) -> dict[str, dict[str, float]]
 
 # checkpoint parts a resumed run must match exactly (anything else restores what it finds)
 _MUST_MATCH = ("model", "weight_optimizer", "arch_optimizer")
+PLOT_EVERY_S = 60.0  # the mixing-weight plot is redrawn after the last epoch, and at most this often before
 
 
 class SearchRun:
@@ -168,6 +169,9 @@ class SearchRun:
                 (self.out / name).unlink(missing_ok=True)
         if self.cluster.is_main:
             write_config(cfg, self.out / files.CONFIG)
+        # the trajectory so far, read once (plotted from memory); the plot's last update
+        self.trajectory = files.read_jsonl(self.out / files.TRAJECTORY) if self.resuming else []
+        self.plotted_at = time.perf_counter()
         self.cluster.barrier()
 
     def _budget(self) -> Budget | None:
@@ -398,20 +402,29 @@ class SearchRun:
         tracker.log(record)
         if not self.cluster.is_main:
             return record
-        files.append_jsonl(
-            self.out / files.TRAJECTORY,
-            {
-                "epoch": epoch,
-                "architecture": arch,
-                "benchmark_key": key,
-                **costs,
-                "probabilities": mixing_summary(self.choices),
-                "logits": {
-                    n: [round(float(v), 6) for v in c.arch_logits.detach()] for n, c in self.choices.items()
-                },
+        point = {
+            "epoch": epoch,
+            "architecture": arch,
+            "benchmark_key": key,
+            **costs,
+            "probabilities": mixing_summary(self.choices),
+            "logits": {
+                n: [round(float(v), 6) for v in c.arch_logits.detach()] for n, c in self.choices.items()
             },
-        )
+        }
+        files.append_jsonl(self.out / files.TRAJECTORY, point)
+        self.trajectory.append(point)
         return record
+
+    def _plot(self, last_epoch: bool) -> None:
+        """Redraw the mixing-weight plot after the last epoch, and at most every PLOT_EVERY_S before."""
+        if not last_epoch and time.perf_counter() - self.plotted_at < PLOT_EVERY_S:
+            return
+        mode = "we" if self.cfg.entangle else "ws"
+        plot_trajectories(
+            self.trajectory, self.out / files.PLOT, f"{self.cfg.space} {self.cfg.optimizer} ({mode})"
+        )
+        self.plotted_at = time.perf_counter()
 
     def run(self) -> dict[str, Any] | None:
         """Run the remaining epochs; return the summary."""
@@ -447,11 +460,7 @@ class SearchRun:
                     check_finite(state["model"], "the supernet's weights or logits")
                     if main:
                         save_checkpoint(state, self.out / files.CHECKPOINT)
-                        plot_trajectories(
-                            files.read_jsonl(self.out / files.TRAJECTORY),
-                            self.out / files.PLOT,
-                            f"{cfg.space} {cfg.optimizer} ({mode})",
-                        )
+                        self._plot(last_epoch=epoch + 1 == cfg.epochs)
                     status = self.task.status("valid", valid)
                     if "benchmark_test_acc" in record:
                         status += f" | benchmark test {record['benchmark_test_acc']:.2f}%"
