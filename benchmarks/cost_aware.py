@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import search_quality as quality  # noqa: E402  (the reduced protocol and its command line)
+from readme_block import fill_block  # noqa: E402
 
 PERCENTILES = (25, 50, 75)
 # the network the benchmark trained: its space options and data shape
@@ -55,7 +56,6 @@ CSV_FIELDS = (
     "feasible_best", "final_params", "final_within", "final_test_acc", "derived_epoch", "search_seconds",
     "benchmark_key", "command",
 )  # fmt: skip
-README_START, README_END = "<!-- cost-aware:start -->", "<!-- cost-aware:end -->"
 
 
 def space_table(space_name: str, benchmark: Path, metric: str) -> list[tuple[float, float, str]]:
@@ -234,9 +234,7 @@ def write_reports(rows: list[dict[str, str]], tables: dict, results: Path, readm
     (results / "cost_aware.md").write_text(text)
     plot(rows, tables, results / "cost_aware.png")
     if readme is not None:
-        content = readme.read_text()
-        start, end = content.index(README_START) + len(README_START), content.index(README_END)
-        readme.write_text(content[:start] + "\n" + text + content[end:])
+        fill_block(readme, "cost-aware", text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,6 +51,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from readme_block import fill_block  # noqa: E402
+
 MODES = ("we-original", "we-scaled", "ws")
 # CIFAR-10 statistics (the image folder defaults to ImageNet's)
 CIFAR_NORMALISE = (
@@ -64,7 +68,6 @@ CSV_FIELDS = (
     "spearman_rho", "top_k_overlap", "correlate_samples", "search_seconds", "peak_memory_mb", "epochs",
     "anytime_test_acc", "benchmark_key", "command",
 )  # fmt: skip
-README_START, README_END = "<!-- search-quality:start -->", "<!-- search-quality:end -->"
 
 
 @dataclass(frozen=True)
@@ -425,12 +428,8 @@ def write_reports(rows: list[dict[str, str]], results: Path, stem: str, readme: 
     body = f"{markdown_table(rows)}\n\nCommands (the protocol; `--seed` varies):\n\n{protocol_text(rows)}\n"
     (results / f"{stem}.md").write_text(body)
     plot(rows, results / f"{stem}.png")
-    if readme is not None and readme.is_file():
-        text = readme.read_text()
-        if README_START in text and README_END in text:
-            head, rest = text.split(README_START, 1)
-            _, tail = rest.split(README_END, 1)
-            readme.write_text(f"{head}{README_START}\n{markdown_table(rows)}\n{README_END}{tail}")
+    if readme is not None:
+        fill_block(readme, "search-quality", markdown_table(rows))
 
 
 def check_inputs(cells: list[Cell], protocol: str, data_root: Path) -> None:
