@@ -19,7 +19,8 @@ Writes (into --results, default benchmarks/results/):
                   between the `cost-aware` markers with --readme
   cost_aware.png  accuracy against parameters: every architecture grey, the found ones coloured per budget
 
-Usage: python benchmarks/cost_aware.py [--spaces toy_cell nb201] [--seeds 0 1] [--dry-run] [--readme]
+Usage: python benchmarks/cost_aware.py [--spaces toy_cell nb201] [--seeds 0 1] [--temperature T]
+       [--estimate mean|argmax] [--dry-run] [--readme]
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ BENCHMARK_NETWORKS = {
 }
 TOLERANCE = 0.05  # "within budget" allows 5% above the target
 CSV_FIELDS = (
-    "space", "percentile_budget", "target", "temperature", "seed", "params", "within", "test_acc",
+    "space", "percentile_budget", "target", "temperature", "estimate", "seed", "params", "within", "test_acc",
     "feasible_percentile",
     "feasible_best", "final_params", "final_within", "final_test_acc", "derived_epoch", "search_seconds",
     "benchmark_key", "command",
@@ -90,18 +91,20 @@ def feasible_percentile(table: list[tuple[float, float, str]], target: float, ac
     return round(100 * bisect_right(feasible, accuracy) / len(feasible), 1)
 
 
-def run_one(space: str, q: int, target: float, temperature: float, seed: int, runs: Path, data_root: Path,
-            table: list[tuple[float, float, str]]) -> dict[str, Any]:  # fmt: skip
+def run_one(space: str, q: int, target: float, penalty: tuple[float, str], seed: int, runs: Path,
+            data_root: Path, table: list[tuple[float, float, str]]) -> dict[str, Any]:  # fmt: skip
     """Search (or resume) one budget and seed, derive within the budget, and return the CSV row."""
     spec = quality.PROTOCOLS["reduced"][space]
-    out = runs / f"{space}-p{q}-t{temperature:g}-s{seed}"
+    temperature, estimate = penalty
+    suffix = "" if estimate == "mean" else f"-{estimate}"
+    out = runs / f"{space}-p{q}-t{temperature:g}{suffix}-s{seed}"
     out.mkdir(parents=True, exist_ok=True)
     log = out / "cost_aware.log"
     options, _ = BENCHMARK_NETWORKS[space]
     command = quality.search_command(quality.Cell(space, "drnas", "we-original", seed), "reduced", out)
     shown = "{" + ", ".join(f"{k}: {v}" for k, v in options.items()) + "}"
     settings = ("cost.metric=params", f"cost.target={target:.0f}", f"cost.temperature={temperature:g}",
-                f"cost.space_options={shown}")  # fmt: skip
+                f"cost.estimate={estimate}", f"cost.space_options={shown}")  # fmt: skip
     for text in settings:
         command += ["--set", text]
     benchmark = data_root / "benchmarks" / spec.benchmark
@@ -126,7 +129,8 @@ def run_one(space: str, q: int, target: float, temperature: float, seed: int, ru
     feasible = [acc for p, acc, _ in table if p <= target]
     epoch = int(result["derived_by"].split("after epoch ")[1].split(",")[0])
     return {
-        "space": space, "percentile_budget": q, "target": target, "temperature": temperature, "seed": seed,
+        "space": space, "percentile_budget": q, "target": target, "temperature": temperature,
+        "estimate": estimate, "seed": seed,
         "params": int(params),
         "within": params <= target * (1 + TOLERANCE), "test_acc": round(accuracy, 3),
         "feasible_percentile": feasible_percentile(table, target, accuracy),
@@ -143,25 +147,32 @@ def _spread(values: list[float], digits: int = 2) -> str:
     return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+def _penalty(row: dict[str, str]) -> str:
+    """What a row's penalty read: the mean cost at its temperature, or the argmax's cost."""
+    if (row.get("estimate") or "mean") == "argmax":
+        return "argmax"
+    return f"mean, T={float(row['temperature']):g}"
+
+
 def markdown(rows: list[dict[str, str]]) -> str:
     """The results table (one line per space and budget) and the commands."""
     lines = [
-        "| space | budget (params) | temperature | seeds | within budget / within +5% "
+        "| space | budget (params) | penalty reads | seeds | within budget / within +5% "
         "| params found / budget | test acc (%) "
         "| percentile among feasible | best feasible (%) | final argmax within |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     grouped: dict[tuple[str, str, str], list[dict[str, str]]] = {}
     for row in rows:
-        grouped.setdefault((row["space"], row["percentile_budget"], row["temperature"]), []).append(row)
-    for (space, q, temperature), members in grouped.items():
+        grouped.setdefault((row["space"], row["percentile_budget"], _penalty(row)), []).append(row)
+    for (space, q, penalty), members in grouped.items():
         target = float(members[0]["target"])
         strict = sum(float(r["params"]) <= target for r in members)
         within = f"{strict}/{len(members)} / {sum(r['within'] == 'True' for r in members)}"
         final = sum(float(r["final_params"]) <= target for r in members)
         ratio = [float(r["params"]) / target for r in members]
         lines.append(
-            f"| {space} | p{q}: {target:,.0f} | {temperature} | {len(members)} | {within}/{len(members)} "
+            f"| {space} | p{q}: {target:,.0f} | {penalty} | {len(members)} | {within}/{len(members)} "
             f"| {_spread(ratio, 3)} "
             f"| {_spread([float(r['test_acc']) for r in members])} "
             f"| {_spread([float(r['feasible_percentile']) for r in members], 1)} "
@@ -201,12 +212,12 @@ def plot(rows: list[dict[str, str]], tables: dict[str, list[tuple[float, float, 
                 continue
             target = float(members[0]["target"])
             axis.axvline(target, color=colour, linestyle="--", linewidth=1)
-            for temperature in sorted({r["temperature"] for r in members}):
-                chosen = [r for r in members if r["temperature"] == temperature]
+            for penalty in sorted({_penalty(r) for r in members}):
+                chosen = [r for r in members if _penalty(r) == penalty]
                 found = [float(r["params"]) for r in chosen], [float(r["test_acc"]) for r in chosen]
-                marker = "o" if float(temperature) == 1 else "^"
+                marker = {"mean, T=1": "o", "argmax": "s"}.get(penalty, "^")
                 axis.scatter(*found, s=40, c=colour, marker=marker, edgecolors="black", zorder=3,
-                             label=f"found, budget p{q}, temperature {temperature}")  # fmt: skip
+                             label=f"found, budget p{q}, {penalty}")  # fmt: skip
         accuracies = sorted(a for _, a, _ in table)
         axis.set_ylim(accuracies[len(accuracies) // 20], accuracies[-1] + 0.3)
         axis.set_xlabel("parameters of the benchmark network")
@@ -247,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--percentiles", nargs="+", type=int, default=list(PERCENTILES))
     parser.add_argument("--temperature", type=float, default=1.0, help="cost.temperature of the searches.")
+    parser.add_argument(
+        "--estimate", choices=("mean", "argmax"), default="mean", help="cost.estimate of the searches."
+    )
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "cost_aware")
     parser.add_argument("--data-root", type=Path, default=None, help="Default: $TANGLENAS_DATA_ROOT.")
@@ -263,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = quality.PROTOCOLS["reduced"][space]
         tables[space] = space_table(space, data_root / "benchmarks" / spec.benchmark, spec.metric)
     done = {
-        (r["space"], r["percentile_budget"], float(r["temperature"]), r["seed"])
+        (r["space"], r["percentile_budget"], float(r["temperature"]), r.get("estimate") or "mean", r["seed"])
         for r in quality.read_rows(csv_path)
     }
     todo = []
@@ -274,13 +288,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{space}: p{q} budget {target:,.0f} parameters "
                   f"({sum(p <= target for p in params)} of {len(params)} architectures within)")  # fmt: skip
             todo += [(space, q, target, s) for s in args.seeds
-                     if (space, str(q), args.temperature, str(s)) not in done]  # fmt: skip
+                     if (space, str(q), args.temperature, args.estimate, str(s)) not in done]  # fmt: skip
     if args.dry_run:
         return 0
     args.results.mkdir(parents=True, exist_ok=True)
     for number, (space, q, target, seed) in enumerate(todo, start=1):
         started = time.perf_counter()
-        row = run_one(space, q, target, args.temperature, seed, args.runs, data_root, tables[space])
+        penalty = (args.temperature, args.estimate)
+        row = run_one(space, q, target, penalty, seed, args.runs, data_root, tables[space])
         append_row(csv_path, row)
         print(f"[{number}/{len(todo)}] {space} p{q} seed {seed}: {row['params']:,} params (budget "
               f"{target:,.0f}), test acc {row['test_acc']:.2f}, feasible percentile "

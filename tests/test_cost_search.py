@@ -207,3 +207,25 @@ def test_a_low_temperature_reads_the_cost_of_the_argmax_architecture():
     )
     assert float(cold.expected().detach()) == pytest.approx(argmax, rel=1e-6)
     assert float(budget.expected().detach()) != pytest.approx(argmax, rel=1e-3)
+
+
+def test_the_argmax_estimate_is_the_argmax_cost_with_the_mean_gradient():
+    mean, choices = _budget("hinge", 1e9)
+    for choice in choices.values():
+        choice.arch_logits.data = torch.randn(len(choice))
+    hard = Budget(mean.settings.model_copy(update={"estimate": "argmax"}), mean.model, choices, mean.sampler)
+    argmax = mean.model.of_picks({name: c.derive() for name, c in choices.items()})
+    logits = [c.arch_logits for c in choices.values()]
+    value = hard.expected()
+    assert float(value.detach()) == pytest.approx(argmax, rel=1e-9)
+    straight, soft = torch.autograd.grad(value, logits), torch.autograd.grad(mean.expected(), logits)
+    assert all(torch.allclose(a, b) for a, b in zip(straight, soft, strict=True))
+
+
+def test_a_search_with_the_argmax_estimate_logs_the_argmax_cost_as_the_penalised_one(tmp_path: Path):
+    run = tmp_path / "run"
+    result = invoke("search", *TINY, "--set", "epochs=1", "--opt", "drnas",
+                    *budget_args(TARGET, "--set", "cost.estimate=argmax"), "--out", run)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    epoch = next(r for r in records(run / "metrics.jsonl") if r["kind"] == "epoch")
+    assert epoch["expected_params"] == pytest.approx(epoch["argmax_params"])

@@ -51,14 +51,19 @@ class Budget:
 
     def expected(self) -> Tensor:
         """Return the expected cost of the sampled architectures (differentiable in the logits), at
-        ``cost.temperature``."""
+        ``cost.temperature``; ``cost.estimate=argmax``: the argmax picks' cost, with that gradient."""
         weights = {name: self.sampler.mean_weights(c.arch_logits) for name, c in self.choices.items()}
         temperature = self.settings.temperature
         if temperature != 1:
             weights = {
                 name: torch.softmax(w.clamp_min(1e-30).log() / temperature, -1) for name, w in weights.items()
             }
-        return self.model.expected(weights)
+        soft = self.model.expected(weights)
+        if self.settings.estimate == "mean":
+            return soft
+        picks = {name: c.candidates[int(c.arch_logits.detach().argmax())] for name, c in self.choices.items()}
+        hard = self.model.expected(self.model.one_hot(picks)).to(soft.device)
+        return soft + (hard - soft).detach()
 
     def apply(self, loss: Tensor) -> Tensor:
         """Return ``loss`` with the budget's penalty (``hinge``: added; ``fbnet``: a factor)."""

@@ -244,7 +244,10 @@ class SearchRun:
         }
         for key in ("space", "optimizer", "dataset", "entangle", "space_options", "dataset_options",
                     *added_later):  # fmt: skip
-            if saved.get(key, added_later.get(key)) != current.get(key):
+            value = saved.get(key, added_later.get(key))
+            if key == "cost" and isinstance(value, dict):  # cost settings added later: their defaults
+                value = {**added_later["cost"], **value}
+            if value != current.get(key):
                 raise UserError(f"cannot resume: {key} differs from the checkpoint's ({saved.get(key)!r})")
         if "step_guard" not in state:  # older checkpoints: the skipped-step count alone
             state = {**state, "step_guard": {"skipped_total": state.get("nonfinite_steps", 0)}}
