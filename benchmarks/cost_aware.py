@@ -59,6 +59,21 @@ CSV_FIELDS = (
 )  # fmt: skip
 
 
+def uniform_mixture_params(space_name: str) -> float:
+    """The expected parameter count of the benchmark network's supernet at uniform mixing weights."""
+    import torch
+
+    from tanglenas_cli.engine.cost import choice_candidates, cost_model
+    from tanglenas_cli.spaces import create_space
+    from tanglenas_cli.spaces.base import DataShape
+
+    options, (classes, shape) = BENCHMARK_NETWORKS[space_name]
+    space = create_space(space_name, DataShape(classes, shape), options)
+    candidates = choice_candidates(space)
+    uniform = {name: torch.full((len(v),), 1 / len(v), dtype=torch.float64) for name, v in candidates.items()}
+    return float(cost_model(space, "params", candidates).expected(uniform))
+
+
 def space_table(space_name: str, benchmark: Path, metric: str) -> list[tuple[float, float, str]]:
     """Return (parameters, benchmark accuracy, key) of every architecture of the space's benchmark network."""
     from tanglenas_cli.benchmarks import load_benchmark
@@ -180,14 +195,17 @@ def markdown(rows: list[dict[str, str]]) -> str:
         )
     lines += [
         "",
-        "Commands (`--seed` and `cost.target` vary), then `tanglenas derive RUN --within-budget`:",
+        "Commands (`--seed`, `cost.target`, `cost.temperature` and `cost.estimate` vary; RUN is the run "
+        "folder), then `tanglenas derive RUN --within-budget`:",
         "",
     ]
     seen = set()
     for row in rows:
         if row["space"] not in seen:
             seen.add(row["space"])
-            lines.append(f"- {row['space']}: `{row['command']}`")
+            words = shlex.split(row["command"])
+            words[words.index("--out") + 1] = "RUN"
+            lines.append(f"- {row['space']}: `{shlex.join(words)}`")
     return "\n".join(lines) + "\n"
 
 
@@ -283,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = []
     for space in args.spaces:
         params = [p for p, _, _ in tables[space]]
+        print(f"{space}: {uniform_mixture_params(space):,.0f} parameters expected at uniform mixing weights")
         for q in args.percentiles:
             target = percentile_of(params, q)
             print(f"{space}: p{q} budget {target:,.0f} parameters "

@@ -51,7 +51,8 @@ def build(space: str, batch_size: int, data_root: Path | None) -> tuple[dict, st
         command = [sys.executable, "-m", "tanglenas_cli", *arguments, "--json", "--out", str(table)]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            raise SystemExit(f"tanglenas {' '.join(arguments)} failed: {done.stderr.strip()[-500:]}")
+            print(f"tanglenas {' '.join(arguments)} failed: {done.stderr.strip()[-500:]}", file=sys.stderr)
+            raise SystemExit(2)
         threads = json.loads(table.read_text()).get("threads", "")
     shown = (
         " ".join(arguments).replace(str(data_root), "$TANGLENAS_DATA_ROOT")
@@ -86,13 +87,20 @@ def markdown(rows: list[dict[str, str]]) -> str:
             "each build runs\n\n" + "\n".join(sorted(commands)) + "\n")  # fmt: skip
 
 
+def positive(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--spaces", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
-    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 16])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-sizes", nargs="+", type=positive, default=[1, 16])
+    parser.add_argument("--repeats", type=positive, default=3)
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument(
         "--data-root",

@@ -127,10 +127,11 @@ class CostConfig(_Section):
     # cost of the sampled architectures; towards 0 it approaches the cost of the argmax architecture,
     # the one `derive` returns (a flat distribution's expected cost can sit far above its argmax's)
     temperature: PositiveFloat = 1.0
-    # what the penalty's value is: "mean" the expected cost above; "argmax" the exact cost of each choice's
-    # argmax candidate, with the expected cost's gradient (straight-through). A flat mixture's mean can
-    # meet the budget while its argmax does not, or push a space with free candidates (NB201's none,
-    # skip, pool) far below it; "argmax" penalises exactly while the architecture `derive` returns is over
+    # what the penalty's value is: "mean" the expected cost above; "argmax" the exact cost of the argmax
+    # architecture (the one `derive` returns), with the expected cost's gradient (straight-through). A
+    # flat mixture's mean can meet the budget while its argmax does not, or push a space with free
+    # candidates (NB201's none, skip, pool) far below it; "argmax" acts exactly while the derived
+    # architecture is over the budget
     estimate: Literal["mean", "argmax"] = "mean"
     # cost.metric=latency: the table written by `tanglenas latency-table`
     table: Path | None = None

@@ -209,17 +209,41 @@ def test_a_low_temperature_reads_the_cost_of_the_argmax_architecture():
     assert float(budget.expected().detach()) != pytest.approx(argmax, rel=1e-3)
 
 
-def test_the_argmax_estimate_is_the_argmax_cost_with_the_mean_gradient():
-    mean, choices = _budget("hinge", 1e9)
+@pytest.mark.parametrize("name", ["nb201", "darts"])
+def test_the_argmax_estimate_is_the_derived_architectures_cost_with_the_mean_gradient(name):
+    """DARTS derives two edges per node by strength: not each edge's argmax op."""
+    torch.manual_seed(0)
+    space = tiny_space(name)
+    choices = choices_by_name(space.build_supernet())
     for choice in choices.values():
         choice.arch_logits.data = torch.randn(len(choice))
-    hard = Budget(mean.settings.model_copy(update={"estimate": "argmax"}), mean.model, choices, mean.sampler)
-    argmax = mean.model.of_picks({name: c.derive() for name, c in choices.items()})
+    model = cost_model(space, "params", {n: c.candidates for n, c in choices.items()})
+    settings = CostConfig(metric="params", target=1e9)
+    mean = Budget(settings, model, choices, make_sampler("darts_v1"))
+    hard = Budget(
+        settings.model_copy(update={"estimate": "argmax"}), model, choices, make_sampler("darts_v1")
+    )
+    derived = model.of_architecture(space.derive(choices))
     logits = [c.arch_logits for c in choices.values()]
     value = hard.expected()
-    assert float(value.detach()) == pytest.approx(argmax, rel=1e-9)
+    assert float(value.detach()) == pytest.approx(derived, rel=1e-9)
+    assert float(mean.expected().detach()) != pytest.approx(derived, rel=1e-3)
     straight, soft = torch.autograd.grad(value, logits), torch.autograd.grad(mean.expected(), logits)
     assert all(torch.allclose(a, b) for a, b in zip(straight, soft, strict=True))
+    assert any(float(g.abs().sum()) > 0 for g in straight)
+
+
+def test_a_checkpoint_saved_before_a_cost_setting_existed_resumes(tmp_path: Path):
+    run = tmp_path / "run"
+    at = TINY.index("epochs=2")
+    args = TINY[: at - 1] + TINY[at + 1 :]
+    assert invoke("search", *args, "--set", "epochs=1", *budget_args(), "--out", run).exit_code == 0
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    del state["config"]["cost"]["estimate"]  # as the checkpoints written before cost.estimate
+    torch.save(state, run / "checkpoint.pt")
+    resumed = invoke("search", "--resume", run, "--set", "epochs=2")
+    assert resumed.exit_code == 0, resumed.output
+    assert [r["epoch"] for r in records(run / "metrics.jsonl") if r["kind"] == "epoch"] == [0, 1]
 
 
 def test_a_search_with_the_argmax_estimate_logs_the_argmax_cost_as_the_penalised_one(tmp_path: Path):

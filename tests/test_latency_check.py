@@ -51,3 +51,16 @@ def test_fill_block_replaces_only_between_its_markers(tmp_path: Path):
         == "a\n<!-- x:start -->\nnew\n<!-- x:end -->\nb\n<!-- y:start -->\nkeep\n<!-- y:end -->\n"
     )
     assert not fill_block(readme, "z", "text") and not fill_block(tmp_path / "absent.md", "x", "text")
+
+
+def test_bad_arguments_exit_2_and_write_nothing(tmp_path: Path, capsys):
+    script = load("latency_check")
+    for bad in (["--batch-sizes", "0"], ["--repeats", "-1"], ["--spaces", "darts"]):
+        try:
+            script.main([*bad, "--results", str(tmp_path)])
+        except SystemExit as stop:
+            assert stop.code == 2
+        else:
+            raise AssertionError(f"{bad} was accepted")
+        assert "error: argument" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not list(tmp_path.iterdir())

@@ -51,7 +51,7 @@ class Budget:
 
     def expected(self) -> Tensor:
         """Return the expected cost of the sampled architectures (differentiable in the logits), at
-        ``cost.temperature``; ``cost.estimate=argmax``: the argmax picks' cost, with that gradient."""
+        ``cost.temperature``; ``cost.estimate=argmax``: the derived architecture's cost, with its gradient."""
         weights = {name: self.sampler.mean_weights(c.arch_logits) for name, c in self.choices.items()}
         temperature = self.settings.temperature
         if temperature != 1:
@@ -61,9 +61,9 @@ class Budget:
         soft = self.model.expected(weights)
         if self.settings.estimate == "mean":
             return soft
-        picks = {name: c.candidates[int(c.arch_logits.detach().argmax())] for name, c in self.choices.items()}
-        hard = self.model.expected(self.model.one_hot(picks)).to(soft.device)
-        return soft + (hard - soft).detach()
+        with torch.no_grad():  # the architecture `derive` returns now (DARTS: its two kept edges per node)
+            hard = self.model.of_architecture(self.model.space.derive(self.choices))
+        return soft + (torch.tensor(hard, dtype=soft.dtype, device=soft.device) - soft).detach()
 
     def apply(self, loss: Tensor) -> Tensor:
         """Return ``loss`` with the budget's penalty (``hinge``: added; ``fbnet``: a factor)."""
