@@ -20,7 +20,7 @@ Writes (into --results, default benchmarks/results/):
   cost_aware.png  accuracy against parameters: every architecture grey, the found ones coloured per budget
 
 Usage: python benchmarks/cost_aware.py [--spaces toy_cell nb201] [--seeds 0 1] [--temperature T]
-       [--estimate mean|argmax] [--dry-run] [--readme]
+       [--estimate mean|argmax] [--weight W] [--dry-run] [--readme]
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ BENCHMARK_NETWORKS = {
 }
 TOLERANCE = 0.05  # "within budget" allows 5% above the target
 CSV_FIELDS = (
-    "space", "percentile_budget", "target", "temperature", "estimate", "seed", "params", "within", "test_acc",
-    "feasible_percentile",
+    "space", "percentile_budget", "target", "temperature", "estimate", "weight", "seed", "params", "within",
+    "test_acc", "feasible_percentile",
     "feasible_best", "final_params", "final_within", "final_test_acc", "derived_epoch", "search_seconds",
     "benchmark_key", "command",
 )  # fmt: skip
@@ -106,12 +106,12 @@ def feasible_percentile(table: list[tuple[float, float, str]], target: float, ac
     return round(100 * bisect_right(feasible, accuracy) / len(feasible), 1)
 
 
-def run_one(space: str, q: int, target: float, penalty: tuple[float, str], seed: int, runs: Path,
+def run_one(space: str, q: int, target: float, penalty: tuple[float, str, float], seed: int, runs: Path,
             data_root: Path, table: list[tuple[float, float, str]]) -> dict[str, Any]:  # fmt: skip
     """Search (or resume) one budget and seed, derive within the budget, and return the CSV row."""
     spec = quality.PROTOCOLS["reduced"][space]
-    temperature, estimate = penalty
-    suffix = "" if estimate == "mean" else f"-{estimate}"
+    temperature, estimate, weight = penalty
+    suffix = ("" if estimate == "mean" else f"-{estimate}") + ("" if weight == 1 else f"-w{weight:g}")
     out = runs / f"{space}-p{q}-t{temperature:g}{suffix}-s{seed}"
     out.mkdir(parents=True, exist_ok=True)
     log = out / "cost_aware.log"
@@ -119,7 +119,8 @@ def run_one(space: str, q: int, target: float, penalty: tuple[float, str], seed:
     command = quality.search_command(quality.Cell(space, "drnas", "we-original", seed), "reduced", out)
     shown = "{" + ", ".join(f"{k}: {v}" for k, v in options.items()) + "}"
     settings = ("cost.metric=params", f"cost.target={target:.0f}", f"cost.temperature={temperature:g}",
-                f"cost.estimate={estimate}", f"cost.space_options={shown}")  # fmt: skip
+                f"cost.estimate={estimate}", f"cost.weight={weight:g}",
+                f"cost.space_options={shown}")  # fmt: skip
     for text in settings:
         command += ["--set", text]
     benchmark = data_root / "benchmarks" / spec.benchmark
@@ -145,7 +146,7 @@ def run_one(space: str, q: int, target: float, penalty: tuple[float, str], seed:
     epoch = int(result["derived_by"].split("after epoch ")[1].split(",")[0])
     return {
         "space": space, "percentile_budget": q, "target": target, "temperature": temperature,
-        "estimate": estimate, "seed": seed,
+        "estimate": estimate, "weight": weight, "seed": seed,
         "params": int(params),
         "within": params <= target * (1 + TOLERANCE), "test_acc": round(accuracy, 3),
         "feasible_percentile": feasible_percentile(table, target, accuracy),
@@ -163,10 +164,12 @@ def _spread(values: list[float], digits: int = 2) -> str:
 
 
 def _penalty(row: dict[str, str]) -> str:
-    """What a row's penalty read: the mean cost at its temperature, or the argmax's cost."""
-    if (row.get("estimate") or "mean") == "argmax":
-        return "argmax"
-    return f"mean, T={float(row['temperature']):g}"
+    """What a row's penalty read (the mean cost at its temperature, or the argmax's cost) and its weight."""
+    weight = float(row.get("weight") or 1)
+    read = (
+        "argmax" if (row.get("estimate") or "mean") == "argmax" else f"mean, T={float(row['temperature']):g}"
+    )
+    return read if weight == 1 else f"{read}, weight {weight:g}"
 
 
 def markdown(rows: list[dict[str, str]]) -> str:
@@ -195,8 +198,8 @@ def markdown(rows: list[dict[str, str]]) -> str:
         )
     lines += [
         "",
-        "Commands (`--seed`, `cost.target`, `cost.temperature` and `cost.estimate` vary; RUN is the run "
-        "folder), then `tanglenas derive RUN --within-budget`:",
+        "Commands (`--seed`, `cost.target`, `cost.temperature`, `cost.estimate` and `cost.weight` vary;"
+        " RUN is the run folder), then `tanglenas derive RUN --within-budget`:",
         "",
     ]
     seen = set()
@@ -279,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--estimate", choices=("mean", "argmax"), default="mean", help="cost.estimate of the searches."
     )
+    parser.add_argument("--weight", type=float, default=1.0, help="cost.weight of the searches.")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "cost_aware")
     parser.add_argument("--data-root", type=Path, default=None, help="Default: $TANGLENAS_DATA_ROOT.")
@@ -295,7 +299,14 @@ def main(argv: list[str] | None = None) -> int:
         spec = quality.PROTOCOLS["reduced"][space]
         tables[space] = space_table(space, data_root / "benchmarks" / spec.benchmark, spec.metric)
     done = {
-        (r["space"], r["percentile_budget"], float(r["temperature"]), r.get("estimate") or "mean", r["seed"])
+        (
+            r["space"],
+            r["percentile_budget"],
+            float(r["temperature"]),
+            r.get("estimate") or "mean",
+            float(r.get("weight") or 1),
+            r["seed"],
+        )
         for r in quality.read_rows(csv_path)
     }
     todo = []
@@ -306,14 +317,14 @@ def main(argv: list[str] | None = None) -> int:
             target = percentile_of(params, q)
             print(f"{space}: p{q} budget {target:,.0f} parameters "
                   f"({sum(p <= target for p in params)} of {len(params)} architectures within)")  # fmt: skip
-            todo += [(space, q, target, s) for s in args.seeds
-                     if (space, str(q), args.temperature, args.estimate, str(s)) not in done]  # fmt: skip
+            key = (space, str(q), args.temperature, args.estimate, args.weight)
+            todo += [(space, q, target, s) for s in args.seeds if (*key, str(s)) not in done]
     if args.dry_run:
         return 0
     args.results.mkdir(parents=True, exist_ok=True)
     for number, (space, q, target, seed) in enumerate(todo, start=1):
         started = time.perf_counter()
-        penalty = (args.temperature, args.estimate)
+        penalty = (args.temperature, args.estimate, args.weight)
         row = run_one(space, q, target, penalty, seed, args.runs, data_root, tables[space])
         append_row(csv_path, row)
         print(f"[{number}/{len(todo)}] {space} p{q} seed {seed}: {row['params']:,} params (budget "

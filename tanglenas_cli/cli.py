@@ -284,7 +284,8 @@ def derive(
                      " checkpoint.") = None,
     within_budget: _opt(bool, "--within-budget",
                         help="Take the last epoch's architecture that meets the run's cost budget"
-                             " (cost.metric <= cost.target).") = False,
+                             " (cost.metric <= cost.target) and uses its input (NB201: not a `none` on"
+                             " every path).") = False,
     strategy: _opt(str | None, "--strategy", metavar="random|evolution",
                    help="Search the trained supernet (SPOS second stage) instead of taking the logits'"
                         " argmax.") = None,

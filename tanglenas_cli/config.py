@@ -120,7 +120,9 @@ class CostConfig(_Section):
 
     metric: Literal["params", "flops", "latency"] | None = None
     target: Annotated[float, Field(gt=0)] | None = None  # parameters, multiply-adds or milliseconds
-    weight: NonNegativeFloat = 1.0
+    # the hinge's scale: at 1 its gradient outweighs the loss's ~10x and an NB201 search collapses to a
+    # cell of `none` edges in 3 of 6 runs (benchmarks/cost_aware.py); at 0.1 in none
+    weight: NonNegativeFloat = 0.1
     form: Literal["hinge", "fbnet"] = "hinge"
     beta: PositiveFloat = 0.6
     # the penalty reads each choice's weights w as w ** (1 / temperature), renormalised: 1 is the expected
@@ -132,7 +134,7 @@ class CostConfig(_Section):
     # flat mixture's mean can meet the budget while its argmax does not, or push a space with free
     # candidates (NB201's none, skip, pool) far below it; "argmax" acts exactly while the derived
     # architecture is over the budget
-    estimate: Literal["mean", "argmax"] = "mean"
+    estimate: Literal["mean", "argmax"] = "argmax"
     # cost.metric=latency: the table written by `tanglenas latency-table`
     table: Path | None = None
     # count the cost on the network of these space options instead of the searched one's (e.g. search a
@@ -416,12 +418,25 @@ def write_config(cfg: RunConfig, path: Path) -> None:
     write_yaml_atomic(cfg.model_dump(mode="json"), Path(path), header)
 
 
+# defaults that changed after runs were written with them: a stored config without the key ran with these
+FORMER_DEFAULTS = {"cost": {"estimate": "mean"}}
+
+
+def _with_former_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """Return a run's stored config with the settings it ran with where their default changed since."""
+    for section, defaults in FORMER_DEFAULTS.items():
+        stored = data.get(section)
+        if isinstance(stored, dict):
+            data[section] = {**{k: v for k, v in defaults.items() if k not in stored}, **stored}
+    return data
+
+
 def load_config(path: Path) -> RunConfig:
     """Return the config stored in `path` (a config.yaml, or a run directory holding one)."""
     path = Path(path)
     if path.is_dir():
         path = path / CONFIG_FILE
-    data = read_yaml_mapping(path, "config file")
+    data = _with_former_defaults(read_yaml_mapping(path, "config file"))
     try:
         return validate_config(data)
     except UserError as error:

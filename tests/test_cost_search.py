@@ -39,7 +39,7 @@ def _budget(form: str, target: float, weight: float = 1.0, optimizer: str = "dar
     space = tiny_space("nb201")
     supernet = space.build_supernet()
     choices = choices_by_name(supernet)
-    settings = CostConfig(metric="params", target=target, weight=weight, form=form)
+    settings = CostConfig(metric="params", target=target, weight=weight, form=form, estimate="mean")
     candidates = {n: c.candidates for n, c in choices.items()}
     return Budget(
         settings, cost_model(space, "params", candidates), choices, make_sampler(optimizer)
@@ -96,7 +96,12 @@ def test_an_arch_step_with_only_the_penalty_lowers_the_expected_cost():
     choices = choices_by_name(supernet)
     sampler = make_sampler("darts_v1")
     model = cost_model(space, "params", {n: c.candidates for n, c in choices.items()})
-    budget = Budget(CostConfig(metric="params", target=model.minimum(), weight=1.0), model, choices, sampler)
+    budget = Budget(
+        CostConfig(metric="params", target=model.minimum(), weight=1.0, estimate="mean"),
+        model,
+        choices,
+        sampler,
+    )
     architect = Architect(supernet, sampler, lambda model, batch: torch.zeros(()), lr=0.1, weight_decay=0.0,
                           loss_transform=budget.apply)  # fmt: skip
     before = float(budget.expected().detach())
@@ -218,7 +223,7 @@ def test_the_argmax_estimate_is_the_derived_architectures_cost_with_the_mean_gra
     for choice in choices.values():
         choice.arch_logits.data = torch.randn(len(choice))
     model = cost_model(space, "params", {n: c.candidates for n, c in choices.items()})
-    settings = CostConfig(metric="params", target=1e9)
+    settings = CostConfig(metric="params", target=1e9, estimate="mean")
     mean = Budget(settings, model, choices, make_sampler("darts_v1"))
     hard = Budget(
         settings.model_copy(update={"estimate": "argmax"}), model, choices, make_sampler("darts_v1")
@@ -253,3 +258,44 @@ def test_a_search_with_the_argmax_estimate_logs_the_argmax_cost_as_the_penalised
     assert result.exit_code == 0, result.output
     epoch = next(r for r in records(run / "metrics.jsonl") if r["kind"] == "epoch")
     assert epoch["expected_params"] == pytest.approx(epoch["argmax_params"])
+
+
+def test_a_run_written_before_the_argmax_default_keeps_the_mean_estimate(tmp_path: Path):
+    from tanglenas_cli.config import load_config
+
+    run = tmp_path / "run"
+    result = invoke("search", *TINY, "--set", "epochs=1", *budget_args(), "--out", run)
+    assert result.exit_code == 0, result.output
+    assert load_config(run).cost.estimate == "argmax"  # today's default, written into config.yaml
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    del config["cost"]["estimate"]  # as the runs written while "mean" was the only estimate
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    assert load_config(run).cost.estimate == "mean"
+    assert load_config(run).cost.weight == config["cost"]["weight"]
+
+
+def test_derive_within_budget_passes_over_architectures_that_ignore_their_input(tmp_path: Path):
+    """NB201: the last epoch within budget is a cell of `none` paths (chance): take the one before it."""
+    from tanglenas_cli.spaces.nb201 import parse_arch_string
+
+    run = tmp_path / "run"
+    result = invoke("search", "--space", "nb201", "--dataset", "digits", "--set", "dataset_options.size=12",
+                    "--set", "space_options.C=4", "--set", "space_options.N=1", "--set", "epochs=3",
+                    "--set", "batch_size=64", "--set", "steps_per_epoch=1", "--set", "eval_batches=1",
+                    "--set", "logging.progress=false", *budget_args(1e9), "--out", run)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    used = parse_arch_string("|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|avg_pool_3x3~2|")
+    dead = parse_arch_string("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|nor_conv_3x3~2|")
+    lines = records(run / "trajectory.jsonl")
+    for record, arch in zip(lines, (dead, used, dead), strict=True):
+        record["architecture"] = arch
+    (run / "trajectory.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    derived = invoke("derive", run, "--within-budget", "--json")
+    assert derived.exit_code == 0, derived.output
+    assert "after epoch 2," in json.loads(derived.output)["derived_by"]
+    assert yaml.safe_load((run / "arch.yaml").read_text())["architecture"] == used
+    (run / "trajectory.jsonl").write_text(
+        "".join(json.dumps({**r, "architecture": dead}) + "\n" for r in lines)
+    )
+    one_line_error(invoke("derive", run, "--within-budget"), "no epoch's argmax architecture meets",
+                   "output the same for every input")  # fmt: skip

@@ -180,3 +180,29 @@ def test_networks_trained_before_benchmark_networks_still_load(tmp_path):
     state["model"] = {k: v for k, v in state["model"].items() if "head" not in k}
     with pytest.raises(UserError, match="does not match its architecture"):
         trained_network(tmp_path / "model.pt", state, options)
+
+
+def test_the_cells_that_ignore_their_input_are_the_benchmarks_chance_scorers():
+    """A `none` on every input-output path: 341 cells, exactly those the benchmark scores 10%."""
+    space = NB201Space(DataShape(10, (3, 12, 12)), {"C": 4, "N": 1})
+    if not TABLE.is_file():
+        pytest.skip(f"table not found: {TABLE}")
+    with TABLE.open() as stream:
+        rows = csv.DictReader(stream)
+        accuracy = {row["ArchitectureString"]: float(row["CIFAR10TestAccuracy200Epochs"]) for row in rows}
+    ignoring = [a for a in space.all_architectures() if space.ignores_input(a)]
+    assert len(ignoring) == 341
+    assert all(accuracy[space.benchmark_key(a)] == 10.0 for a in ignoring)
+    chance = [a for a in space.all_architectures() if accuracy[space.benchmark_key(a)] <= 10.5]
+    assert len(chance) == len(ignoring)
+    torch.manual_seed(0)
+    dead_end = "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|nor_conv_3x3~2|"  # node 2 gets nothing
+    for arch in (ignoring[0], ignoring[-1], parse_arch_string(dead_end)):
+        network = space.build_network(arch).eval()
+        inputs = torch.randn(2, 3, 12, 12)
+        outputs = network(inputs)
+        assert torch.allclose(outputs[0], outputs[1])
+    used = space.build_network(parse_arch_string(BEST)).eval()
+    outputs = used(torch.randn(2, 3, 12, 12))
+    assert not torch.allclose(outputs[0], outputs[1])
+    assert not space.ignores_input(parse_arch_string(BEST))

@@ -108,9 +108,18 @@ def _within_budget(run_dir: Path) -> tuple[SearchSpace, dict[str, Any], str, dic
             f"no epoch's argmax architecture meets cost.target={target:g}: the smallest is "
             f"{format_cost(metric, smallest)} after epoch {epoch}"
         )
-    epoch, arch, cost = meeting[-1]
+    useful = [entry for entry in meeting if not space.ignores_input(entry[1])]
+    if not useful:  # e.g. NB201 cells whose every path has a `none`: they score chance
+        raise UserError(
+            f"no epoch's argmax architecture meets cost.target={target:g} with a network that uses its "
+            f"input: the {len(meeting)} within it output the same for every input (a `none` on every path)"
+        )
+    epoch, arch, cost = useful[-1]
+    skipped = sum(1 for entry in meeting if entry[0] > epoch)
     method = (f"argmax of the architecture logits after epoch {epoch}, the last within cost.target "
               f"({format_cost(metric, cost)} <= {target:g})")  # fmt: skip
+    if skipped:
+        method += f" whose network uses its input ({skipped} later ones do not)"
     return space, space.validate(arch), method, {metric: cost if metric == "latency" else int(cost)}
 
 

@@ -100,6 +100,11 @@ class SearchSpace:
         """Return the single most expensive architecture (the cost floor a supernet step is compared to)."""
         raise UserError(f"space {self.name!r} defines no largest architecture")
 
+    def ignores_input(self, arch: Mapping[str, Any]) -> bool:
+        """Whether the network of ``arch`` gives the same output for every input (e.g. an NB201 cell with
+        a ``none`` on every path): an architecture no budget should settle for."""
+        return False
+
     def all_architectures(self) -> list[dict[str, Any]] | None:
         """Return every architecture of the space when it is small enough to list (else None)."""
         return None

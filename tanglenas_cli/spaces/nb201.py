@@ -264,6 +264,15 @@ class NB201Space(SearchSpace):
             height, width = (height + 1) // 2, (width + 1) // 2  # the stride-2 3x3 conv of the next block
         return units
 
+    def ignores_input(self, arch: Mapping[str, Any]) -> bool:
+        """Whether no path from the cell's input to its output avoids ``none`` (the cell outputs zeros)."""
+        edges = self.validate(arch)["edges"]
+        reached = {0}
+        for (node, source), name in zip(EDGES, EDGE_NAMES, strict=True):  # sources come before their nodes
+            if source in reached and edges[name] != "none":
+                reached.add(node)
+        return 3 not in reached
+
     def all_architectures(self) -> list[dict[str, Any]]:
         combinations = itertools.product(OPS, repeat=len(EDGE_NAMES))
         return [{"edges": dict(zip(EDGE_NAMES, ops, strict=True))} for ops in combinations]
