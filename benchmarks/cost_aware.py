@@ -50,6 +50,7 @@ BENCHMARK_NETWORKS = {
     "toy_cell": ({"C": 32}, (10, (1, 28, 28))),
     "nb201": ({"C": 16, "N": 5}, (10, (3, 32, 32))),
 }
+DEFAULT_WEIGHT = 0.1  # cost.weight's default (with cost.estimate=argmax)
 TOLERANCE = 0.05  # "within budget" allows 5% above the target
 CSV_FIELDS = (
     "space", "percentile_budget", "target", "temperature", "estimate", "weight", "seed", "params", "within",
@@ -166,10 +167,10 @@ def _spread(values: list[float], digits: int = 2) -> str:
 def _penalty(row: dict[str, str]) -> str:
     """What a row's penalty read (the mean cost at its temperature, or the argmax's cost) and its weight."""
     weight = float(row.get("weight") or 1)
-    read = (
-        "argmax" if (row.get("estimate") or "mean") == "argmax" else f"mean, T={float(row['temperature']):g}"
-    )
-    return read if weight == 1 else f"{read}, weight {weight:g}"
+    estimate = row.get("estimate") or "mean"
+    read = "argmax" if estimate == "argmax" else f"mean, T={float(row['temperature']):g}"
+    default = estimate == "argmax" and weight == DEFAULT_WEIGHT
+    return f"{read}, weight {weight:g}" + (" (default)" if default else "")
 
 
 def markdown(rows: list[dict[str, str]]) -> str:
@@ -183,7 +184,8 @@ def markdown(rows: list[dict[str, str]]) -> str:
     grouped: dict[tuple[str, str, str], list[dict[str, str]]] = {}
     for row in rows:
         grouped.setdefault((row["space"], row["percentile_budget"], _penalty(row)), []).append(row)
-    for (space, q, penalty), members in grouped.items():
+    order = list(BENCHMARK_NETWORKS)
+    for (space, q, penalty), members in sorted(grouped.items(), key=lambda item: order.index(item[0][0])):
         target = float(members[0]["target"])
         strict = sum(float(r["params"]) <= target for r in members)
         within = f"{strict}/{len(members)} / {sum(r['within'] == 'True' for r in members)}"
@@ -202,18 +204,19 @@ def markdown(rows: list[dict[str, str]]) -> str:
         " RUN is the run folder), then `tanglenas derive RUN --within-budget`:",
         "",
     ]
-    seen = set()
-    for row in rows:
-        if row["space"] not in seen:
-            seen.add(row["space"])
+    for space in order:
+        members = [r for r in rows if r["space"] == space]
+        if members:  # the default penalty's command where there is one
+            row = next((r for r in members if _penalty(r).endswith("(default)")), members[0])
             words = shlex.split(row["command"])
             words[words.index("--out") + 1] = "RUN"
-            lines.append(f"- {row['space']}: `{shlex.join(words)}`")
+            lines.append(f"- {space}: `{shlex.join(words)}`")
     return "\n".join(lines) + "\n"
 
 
 def plot(rows: list[dict[str, str]], tables: dict[str, list[tuple[float, float, str]]], path: Path) -> None:
-    """Accuracy against parameters: all architectures grey, the found ones coloured per budget."""
+    """Accuracy against parameters: all architectures grey, the found ones coloured per budget (at the cost
+    defaults, squares, and with the mean at weight 1, circles; the table has every penalty)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -233,18 +236,23 @@ def plot(rows: list[dict[str, str]], tables: dict[str, list[tuple[float, float, 
                 continue
             target = float(members[0]["target"])
             axis.axvline(target, color=colour, linestyle="--", linewidth=1)
-            for penalty in sorted({_penalty(r) for r in members}):
-                chosen = [r for r in members if _penalty(r) == penalty]
+            for penalty in ("default", "mean, T=1, weight 1"):  # the defaults, and the first penalty tried
+                chosen = [
+                    r
+                    for r in members
+                    if _penalty(r).endswith("(default)" if penalty == "default" else penalty)
+                ]
                 found = [float(r["params"]) for r in chosen], [float(r["test_acc"]) for r in chosen]
-                marker = {"mean, T=1": "o", "argmax": "s"}.get(penalty, "^")
+                marker = "s" if penalty == "default" else "o"
+                shown = "cost defaults (argmax, weight 0.1)" if penalty == "default" else penalty
                 axis.scatter(*found, s=40, c=colour, marker=marker, edgecolors="black", zorder=3,
-                             label=f"found, budget p{q}, {penalty}")  # fmt: skip
+                             label=f"found, budget p{q}, {shown}")  # fmt: skip
         accuracies = sorted(a for _, a, _ in table)
         axis.set_ylim(accuracies[len(accuracies) // 20], accuracies[-1] + 0.3)
         axis.set_xlabel("parameters of the benchmark network")
         axis.set_ylabel("benchmark test accuracy (%)")
         axis.set_title(f"{space}: DrNAS-WE with a parameter budget (dashed)")
-        axis.legend(fontsize=8, loc="lower right")
+        axis.legend(fontsize=7, loc="best")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -120,8 +120,8 @@ class CostConfig(_Section):
 
     metric: Literal["params", "flops", "latency"] | None = None
     target: Annotated[float, Field(gt=0)] | None = None  # parameters, multiply-adds or milliseconds
-    # the hinge's scale: at 1 its gradient outweighs the loss's ~10x and an NB201 search collapses to a
-    # cell of `none` edges in 3 of 6 runs (benchmarks/cost_aware.py); at 0.1 in none
+    # the hinge's scale: at 1 its gradient swamps the loss's and 4 of 6 NB201 searches end in a cell with
+    # a `none` on every path (benchmarks/cost_aware.py); at 0.1 none do
     weight: NonNegativeFloat = 0.1
     form: Literal["hinge", "fbnet"] = "hinge"
     beta: PositiveFloat = 0.6
