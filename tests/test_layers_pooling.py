@@ -59,3 +59,37 @@ def test_mixed_op_fuses_skip_and_pool_without_changing_results():
     grads_actual = torch.autograd.grad(actual.square().sum(), (x, weights, conv.weight))
     for got, want in zip(grads_actual, grads_expected, strict=True):
         torch.testing.assert_close(got, want)
+
+
+def test_skip_pool_mix_adds_its_addends_and_passes_them_the_gradient():
+    from tanglenas_cli.layers.pooling import skip_pool_mix
+
+    x = torch.randn(2, 4, 7, 6, dtype=torch.float64, requires_grad=True)
+    a, b = (torch.randn_like(x).requires_grad_() for _ in range(2))
+    weights = torch.tensor([0.6, 0.25], dtype=torch.float64, requires_grad=True)
+    pool = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+    expected = weights[0] * x + weights[1] * pool(x) + a + b
+    actual = skip_pool_mix(x, weights[0], weights[1], BoxAvgPool2d(3), a, b)
+    torch.testing.assert_close(actual, expected)
+    upstream = torch.randn_like(expected)
+    inputs = (x, weights, a, b)
+    for got, want in zip(torch.autograd.grad(actual, inputs, upstream),
+                         torch.autograd.grad(expected, inputs, upstream), strict=True):  # fmt: skip
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_mixed_op_into_adds_the_given_sum(one_hot):
+    from tanglenas_cli.nas.choices import Choice
+    from tanglenas_cli.nas.mixed_op import MixedOp, Zero
+
+    choice = Choice("edge", ["none", "skip", "pool", "conv"])
+    op = MixedOp(choice, [Zero(), nn.Identity(), BoxAvgPool2d(3), nn.Conv2d(3, 3, 3, padding=1)])
+    weights = torch.softmax(torch.randn(4), 0).requires_grad_()
+    choice.set_mixing(torch.eye(4)[3].requires_grad_() if one_hot else weights)
+    x, before = torch.randn(2, 3, 6, 6), torch.randn(2, 3, 6, 6, requires_grad=True)
+    expected = before + op(x)
+    actual = op(x, into=before)
+    torch.testing.assert_close(actual, expected)
+    grad = torch.autograd.grad(actual.square().sum(), before)[0]
+    torch.testing.assert_close(grad, torch.autograd.grad(expected.square().sum(), before)[0])

@@ -6,8 +6,9 @@ inverse count of in-bounds pixels per window. Autograd's depthwise-convolution b
 slower than its forward on CPU, so the backward here is written out: the adjoint of a box sum is a box
 sum (stride 1) or a transposed box convolution (stride > 1).
 
-:func:`skip_pool_mix` computes ``w_skip * x + w_pool * avgpool(x)`` as one autograd node that keeps
-only ``x`` for the backward pass (no pooled tensor, no weighted intermediates), which is what a
+:func:`skip_pool_mix` computes ``w_skip * x + w_pool * avgpool(x)`` plus any tensors to add (the edge's
+other terms, the node's sum so far) as one autograd node that writes one new tensor and keeps only ``x``
+for the backward pass (no pooled tensor, no weighted intermediates, no partial sums). That is what a
 weight-entangled NB201 edge adds on top of its superposed convolution.
 """
 
@@ -60,23 +61,36 @@ class _BoxAverage(Function):
         return grad_x, None, None, None
 
 
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    """Return sum(a * b) without the product tensor."""
+    return torch.dot(a.reshape(-1), b.reshape(-1))
+
+
 class _SkipPoolMix(Function):
     @staticmethod
-    def forward(ctx, x: Tensor, w_skip: Tensor, w_pool: Tensor, inverse_counts: Tensor, kernel_size: int):
+    def forward(ctx, x: Tensor, w_skip: Tensor, w_pool: Tensor, inverse_counts: Tensor, kernel_size: int,
+                *addends: Tensor) -> Tensor:  # fmt: skip
         ctx.save_for_backward(x, w_skip, w_pool, inverse_counts)
-        ctx.kernel_size = kernel_size
-        pooled = box_sum(x, kernel_size).mul_(inverse_counts)
-        return torch.addcmul(x * w_skip, pooled, w_pool)
+        ctx.kernel_size, ctx.addends = kernel_size, len(addends)
+        total = box_sum(x, kernel_size)  # the only new tensor: every other term is added into it in place
+        total.mul_(inverse_counts * w_pool.to(inverse_counts.dtype)).addcmul_(x, w_skip.to(x.dtype))
+        for addend in addends:
+            total.add_(addend)
+        return total
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, w_skip, w_pool, inverse_counts = ctx.saved_tensors
         # <grad, w_pool * B(x) / n> = <B(grad / n), x> * w_pool: B is self-adjoint at stride 1.
         pooled_grad = box_sum(grad * inverse_counts, ctx.kernel_size)
-        grad_x = torch.addcmul(grad * w_skip, pooled_grad, w_pool) if ctx.needs_input_grad[0] else None
-        grad_skip = torch.sum(grad * x).reshape(w_skip.shape) if ctx.needs_input_grad[1] else None
-        grad_pool = torch.sum(pooled_grad * x).reshape(w_pool.shape) if ctx.needs_input_grad[2] else None
-        return grad_x, grad_skip, grad_pool, None, None
+        grad_skip = _dot(grad, x).reshape(w_skip.shape).to(w_skip.dtype) if ctx.needs_input_grad[1] else None
+        grad_pool = (
+            _dot(pooled_grad, x).reshape(w_pool.shape).to(w_pool.dtype) if ctx.needs_input_grad[2] else None
+        )
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = pooled_grad.mul_(w_pool.to(grad.dtype)).addcmul_(grad, w_skip.to(grad.dtype))
+        return (grad_x, grad_skip, grad_pool, None, None, *([grad] * ctx.addends))
 
 
 class BoxAvgPool2d(nn.Module):
@@ -109,8 +123,9 @@ class BoxAvgPool2d(nn.Module):
         return _BoxAverage.apply(x, self.inverse_counts(x), self.kernel_size, self.stride)
 
 
-def skip_pool_mix(x: Tensor, w_skip: Tensor, w_pool: Tensor, pool: BoxAvgPool2d) -> Tensor:
-    """Return ``w_skip * x + w_pool * pool(x)`` (stride-1 ``pool``), saving only ``x`` for backward."""
+def skip_pool_mix(x: Tensor, w_skip: Tensor, w_pool: Tensor, pool: BoxAvgPool2d, *addends: Tensor) -> Tensor:
+    """Return ``w_skip * x + w_pool * pool(x) + sum(addends)`` (stride-1 ``pool``; addends shaped like
+    ``x``) as one new tensor, saving only ``x`` for backward."""
     if pool.stride != 1:
         raise ValueError("skip_pool_mix needs a stride-1 pool")
-    return _SkipPoolMix.apply(x, w_skip, w_pool, pool.inverse_counts(x), pool.kernel_size)
+    return _SkipPoolMix.apply(x, w_skip, w_pool, pool.inverse_counts(x), pool.kernel_size, *addends)

@@ -105,7 +105,8 @@ class MixedOp(nn.Module):
         """The weight source of this op's candidates."""
         return self._source[0]
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, into: Tensor | None = None) -> Tensor:
+        """Return the mixed output; with ``into`` (e.g. the node's sum so far), ``into`` + the output."""
         mixing = self.source.mixing()
         weights = mixing.weights
         if mixing.index is not None:
@@ -116,22 +117,26 @@ class MixedOp(nn.Module):
                 output = self._group_output(self._group_of[index], x, weights)
             if self.straight_through_all and weights.requires_grad:
                 output = output + (weights.sum() - weights[index])  # = 0, with a gradient to every h_j
-            return output
+            return output if into is None else add_padded(into, output, self.pad_dim)
         total: Tensor | None = None
         fused = self._skip_pool or ()
         for index, op in enumerate(self.candidates):
             if self._is_plain[index] and not isinstance(op, Zero) and index not in fused:
                 total = add_padded(total, weights[index] * op(x), self.pad_dim)
-        if self._skip_pool is not None:
-            skip, pool = self._skip_pool
-            term = skip_pool_mix(x, weights[skip], weights[pool], self.candidates[pool])
-            total = add_padded(total, term, self.pad_dim)
         for number in range(len(self.groups)):
             total = add_padded(total, self._group_output(number, x, weights), self.pad_dim)
+        addends = [t for t in (total, into) if t is not None]
+        if self._skip_pool is not None and all(t.shape == x.shape for t in addends):
+            skip, pool = self._skip_pool  # adds the other terms into its own new tensor
+            return skip_pool_mix(x, weights[skip], weights[pool], self.candidates[pool], *addends)
+        if self._skip_pool is not None:
+            skip, pool = self._skip_pool
+            total = add_padded(total, skip_pool_mix(x, weights[skip], weights[pool], self.candidates[pool]),
+                               self.pad_dim)  # fmt: skip
         if total is None:  # every candidate is Zero
             zero_index = self._is_plain.index(True)
-            return self.candidates[zero_index](x) * weights.sum()
-        return total
+            total = self.candidates[zero_index](x) * weights.sum()
+        return total if into is None else add_padded(into, total, self.pad_dim)
 
     def _group_output(self, number: int, x: Tensor, weights: Tensor) -> Tensor:
         output = self.groups[number](x)

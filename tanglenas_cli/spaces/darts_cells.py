@@ -146,8 +146,12 @@ class Cell(nn.Module):
             for state in inputs:
                 op = self.ops[position]
                 position += 1
+                dropping = drop_probability > 0 and self.training and not isinstance(op, nn.Identity)
+                if total is not None and isinstance(op, MixedOp) and not dropping:
+                    total = op(states[state], into=total)  # a supernet edge adds into its own output
+                    continue
                 out = op(states[state])
-                if drop_probability > 0 and self.training and not isinstance(op, nn.Identity):
+                if dropping:
                     out = drop_path(out, drop_probability)
                 total = out if total is None else total + out
             assert total is not None

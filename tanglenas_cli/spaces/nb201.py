@@ -129,8 +129,11 @@ class Cell(nn.Module):
             total = None
             for edge, (target, source) in zip(self.edges, EDGES, strict=True):
                 if target == node and not isinstance(edge, Zero):
-                    term = edge(nodes[source])
-                    total = term if total is None else total + term
+                    if total is not None and isinstance(edge, MixedOp):
+                        total = edge(nodes[source], into=total)  # a supernet edge adds into its own output
+                    else:
+                        term = edge(nodes[source])
+                        total = term if total is None else total + term
             nodes.append(total if total is not None else nodes[0] * 0)
         return nodes[3]
 

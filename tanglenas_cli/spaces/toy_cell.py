@@ -66,7 +66,11 @@ class ToyCell(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.preprocess(x)
         node1 = self.edges[0](x)
-        node2 = self.edges[1](x) + self.edges[2](node1)
+        second = self.edges[2]
+        if isinstance(second, MixedOp):  # a supernet edge adds into its own output
+            node2 = second(node1, into=self.edges[1](x))
+        else:
+            node2 = self.edges[1](x) + second(node1)
         return torch.cat([node1, node2], dim=1)
 
 
