@@ -44,13 +44,15 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import search_quality as quality  # noqa: E402  (the reduced protocol and its command line)
 from readme_block import fill_block  # noqa: E402
 
+from tanglenas_cli.config import CostConfig  # noqa: E402
+
 PERCENTILES = (25, 50, 75)
 # the network the benchmark trained: its space options and data shape
 BENCHMARK_NETWORKS = {
     "toy_cell": ({"C": 32}, (10, (1, 28, 28))),
     "nb201": ({"C": 16, "N": 5}, (10, (3, 32, 32))),
 }
-DEFAULT_WEIGHT = 0.1  # cost.weight's default (with cost.estimate=argmax)
+DEFAULTS = {name: field.default for name, field in CostConfig.model_fields.items()}  # cost.* defaults
 TOLERANCE = 0.05  # "within budget" allows 5% above the target
 CSV_FIELDS = (
     "space", "percentile_budget", "target", "temperature", "estimate", "weight", "seed", "params", "within",
@@ -169,7 +171,7 @@ def _penalty(row: dict[str, str]) -> str:
     weight = float(row.get("weight") or 1)
     estimate = row.get("estimate") or "mean"
     read = "argmax" if estimate == "argmax" else f"mean, T={float(row['temperature']):g}"
-    default = estimate == "argmax" and weight == DEFAULT_WEIGHT
+    default = estimate == DEFAULTS["estimate"] and weight == DEFAULTS["weight"]
     return f"{read}, weight {weight:g}" + (" (default)" if default else "")
 
 
@@ -244,7 +246,8 @@ def plot(rows: list[dict[str, str]], tables: dict[str, list[tuple[float, float, 
                 ]
                 found = [float(r["params"]) for r in chosen], [float(r["test_acc"]) for r in chosen]
                 marker = "s" if penalty == "default" else "o"
-                shown = "cost defaults (argmax, weight 0.1)" if penalty == "default" else penalty
+                shown = (f"cost defaults ({DEFAULTS['estimate']}, weight {DEFAULTS['weight']:g})"
+                         if penalty == "default" else penalty)  # fmt: skip
                 axis.scatter(*found, s=40, c=colour, marker=marker, edgecolors="black", zorder=3,
                              label=f"found, budget p{q}, {shown}")  # fmt: skip
         accuracies = sorted(a for _, a, _ in table)
@@ -288,9 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--percentiles", nargs="+", type=int, default=list(PERCENTILES))
     parser.add_argument("--temperature", type=float, default=1.0, help="cost.temperature of the searches.")
     parser.add_argument(
-        "--estimate", choices=("mean", "argmax"), default="mean", help="cost.estimate of the searches."
+        "--estimate",
+        choices=("mean", "argmax"),
+        default=DEFAULTS["estimate"],
+        help="cost.estimate of the searches (default: the config's).",
     )
-    parser.add_argument("--weight", type=float, default=1.0, help="cost.weight of the searches.")
+    parser.add_argument("--weight", type=float, default=DEFAULTS["weight"],
+                        help="cost.weight of the searches (default: the config's).")  # fmt: skip
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "cost_aware")
     parser.add_argument("--data-root", type=Path, default=None, help="Default: $TANGLENAS_DATA_ROOT.")

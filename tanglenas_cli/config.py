@@ -120,8 +120,9 @@ class CostConfig(_Section):
 
     metric: Literal["params", "flops", "latency"] | None = None
     target: Annotated[float, Field(gt=0)] | None = None  # parameters, multiply-adds or milliseconds
-    # the hinge's scale: at 1 its gradient swamps the loss's and 4 of 6 NB201 searches end in a cell with
-    # a `none` on every path (benchmarks/cost_aware.py); at 0.1 none do
+    # the hinge's scale: at 1, 4 of 6 NB201 searches end in a cell with a `none` on every path (10%); at
+    # 0.1, one of 6 reaches such a cell in its last epoch and `derive --within-budget` passes over it
+    # (benchmarks/cost_aware.py)
     weight: NonNegativeFloat = 0.1
     form: Literal["hinge", "fbnet"] = "hinge"
     beta: PositiveFloat = 0.6

@@ -86,7 +86,10 @@ def test_mixed_op_into_adds_the_given_sum(one_hot):
     choice = Choice("edge", ["none", "skip", "pool", "conv"])
     op = MixedOp(choice, [Zero(), nn.Identity(), BoxAvgPool2d(3), nn.Conv2d(3, 3, 3, padding=1)])
     weights = torch.softmax(torch.randn(4), 0).requires_grad_()
-    choice.set_mixing(torch.eye(4)[3].requires_grad_() if one_hot else weights)
+    if one_hot:  # the direct path: only the selected candidate runs
+        choice.set_mixing(torch.eye(4)[3].requires_grad_(), index=3)
+    else:
+        choice.set_mixing(weights)
     x, before = torch.randn(2, 3, 6, 6), torch.randn(2, 3, 6, 6, requires_grad=True)
     expected = before + op(x)
     actual = op(x, into=before)
