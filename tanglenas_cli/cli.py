@@ -543,7 +543,7 @@ def profile_command(
     space: _opt(str, "--space", metavar="SPACE", help=f"Search space, one of: {', '.join(list_spaces())}."),
     optimizer: _opt(str, "--opt", "--optimizer", help=OptimizerHelp) = "drnas",
     batch_size: _opt(int, "--batch-size", metavar="N", min=1, help="Batch size.") = 64,
-    steps: _opt(int, "--steps", metavar="N", min=1, help="Measured steps (median).") = 10,
+    steps: _opt(int, "--steps", metavar="N", min=1, help="Measured steps per mode (median).") = 10,
     warmup: _opt(int, "--warmup", metavar="N", min=0, help="Unmeasured steps first.") = 3,
     overrides: _opt(list[str] | None, "--set", metavar="space_options.KEY=VALUE",
                     help="Space setting (repeatable), e.g. C=8.") = None,
@@ -552,7 +552,8 @@ def profile_command(
     compile_model: _opt(bool, "--compile",
                         help="torch.compile every mode (compiles before the warm-up).") = False,
 ) -> None:  # fmt: skip
-    """Step time and peak memory: WE supernet, WS supernet and the largest subnet, each in its own process."""
+    """Step time and peak memory: WE supernet, WS supernet and the largest subnet (memory: each in its own
+    process; time: all interleaved in one, so a shared machine's noise hits each alike)."""
     check_space(space)
     optimizer_entry(optimizer)
     options = _space_options(overrides, "profile")
@@ -568,13 +569,14 @@ def profile_command(
     )
     table = Table(title=f"{space}, {optimizer}, batch {batch_size}{extras}, {result['device']}")
     for column in ("mode", "step (s)", "peak memory (MB)", "parameters", "time / largest",
-                   "memory / largest"):  # fmt: skip
+                   "per round", "memory / largest"):  # fmt: skip
         table.add_column(column, justify="right")
     for mode, numbers in result["modes"].items():
         time_ratio = result.get(f"{mode}_time_ratio", 1.0)
+        low, high = result.get(f"{mode}_time_ratio_rounds", (1.0, 1.0))
         memory_ratio = result.get(f"{mode}_memory_ratio", 1.0)
         table.add_row(mode, f"{numbers['step_s']:.4f}", f"{numbers['peak_mb']:.1f}", f"{numbers['params']:,}",
-                      f"{time_ratio:.2f}x", f"{memory_ratio:.2f}x")  # fmt: skip
+                      f"{time_ratio:.2f}x", f"{low:.2f}-{high:.2f}x", f"{memory_ratio:.2f}x")  # fmt: skip
     Console(highlight=False).print(table)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision import transforms
 from torchvision.datasets import FashionMNIST
 
 from tanglenas_cli.data.cutout import Cutout
@@ -192,6 +193,10 @@ def test_fashion_mnist_prepare_from_fake_idx_files(tmp_path, gzipped):
     ) / 0.3530
     assert image.shape == (1, 28, 28) and torch.allclose(image[0], expected, atol=1e-5)
     assert [test[i][1] for i in range(10)] == arrays["t10k-labels-idx1-ubyte"].tolist()
+    # decoded into memory once, bit for bit what torchvision's ToTensor + Normalize give per item
+    pipeline = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.2859,), (0.3530,))])
+    reference = FashionMNIST(str(data_root / "fashion_mnist"), train=True, transform=pipeline)
+    assert all(torch.equal(train[i][0], reference[i][0]) for i in range(20))
 
 
 def test_fashion_mnist_prepare_rejects_missing_and_broken_files(tmp_path):

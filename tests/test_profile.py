@@ -24,6 +24,11 @@ def test_profile_reports_three_modes_and_ratios():
         > report["modes"]["largest"]["params"]
     )
     assert report["we_time_ratio"] > 0 and report["ws_memory_ratio"] >= 0
+    # the times come from one process that interleaves the modes, two measured steps per round
+    assert report["timing"] == "interleaved in one process"
+    assert all(numbers["steps"] == 2 for numbers in report["modes"].values())
+    low, high = report["we_time_ratio_rounds"]
+    assert 0 < low <= high
 
 
 def test_profile_rejects_settings_other_than_space_options():

@@ -48,7 +48,7 @@ class StepGuard:
         self.in_a_row = 0
         self.skipped_total = 0
         self.scaler = torch.amp.GradScaler(device.type) if mixed_precision == "fp16" else None
-        self._loss_finite = True
+        self._loss_finite: Tensor | None = None  # all losses since the last step finite (on device)
 
     def state_dict(self) -> dict[str, Any]:
         """Return what a checkpoint keeps: the skipped-step count and the fp16 loss scale (its scaler)."""
@@ -65,7 +65,8 @@ class StepGuard:
 
     def backward(self, loss: Tensor, params: Sequence[Tensor]) -> None:
         """Back-propagate ``loss`` into ``params`` (scaled under fp16); accumulates until :meth:`step`."""
-        self._loss_finite = self._loss_finite and bool(torch.isfinite(loss.detach()))
+        finite = torch.isfinite(loss.detach()).all()
+        self._loss_finite = finite if self._loss_finite is None else self._loss_finite & finite
         scaled = self.scaler.scale(loss) if self.scaler is not None else loss
         scaled.backward(inputs=list(params))
 
@@ -82,14 +83,15 @@ class StepGuard:
         Each ``(optimizer, params, clip)`` is clipped on its own; if the loss or any gradient is
         NaN/inf, none of them steps (counted as one skipped step). Return whether they stepped.
         """
-        finite = self._loss_finite
-        self._loss_finite = True
+        checks = [] if self._loss_finite is None else [self._loss_finite]
+        self._loss_finite = None
         for optimizer, params, clip in steps:
             if self.scaler is not None:
                 self.scaler.unscale_(optimizer)
             # with clip=None the norm is only measured (max_norm=inf leaves the gradients unchanged)
             norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else math.inf)
-            finite = finite and bool(torch.isfinite(norm))
+            checks.append(torch.isfinite(norm))
+        finite = bool(torch.stack(checks).all())  # the step's one wait for the device
         if self.scaler is not None:
             for optimizer, _, _ in steps:
                 if finite or len(steps) == 1:

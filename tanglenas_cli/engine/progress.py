@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 
@@ -21,6 +21,7 @@ from rich.progress import (
 
 RUN_LOG = "run.log"
 PLAIN_STEP_SECONDS = 30.0  # without a terminal: a step line at most this often
+STATUS_SECONDS = 0.5  # on a terminal: the step bar's loss and accuracy refreshed at most this often
 
 
 def append_log(log: Path | None, lines: Iterable[str]) -> None:
@@ -46,6 +47,7 @@ class RunProgress:
         self._epochs: TaskID | None = None
         self._steps: TaskID | None = None
         self._epoch, self._step, self._step_total, self._last_line = 0, 0, 0, 0.0
+        self._last_status = 0.0
         if enabled and not self._plain:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
@@ -92,15 +94,23 @@ class RunProgress:
             self._progress.remove_task(self._steps)
         self._steps = self._progress.add_task(f"epoch {epoch + 1}", total=steps, status="")
 
-    def step(self, status: str) -> None:
-        """Advance the step bar by one and show ``status`` (plain: a line now and then)."""
+    def step(self, status: Callable[[], str]) -> None:
+        """Advance the step bar by one; ``status()`` (e.g. the running loss) is called only when shown.
+
+        The bar's text is refreshed at most every STATUS_SECONDS, so reading a loss off a GPU does not
+        stall every step; plain output prints a line every PLAIN_STEP_SECONDS.
+        """
         self._step += 1
+        now = time.monotonic()
         if self._progress is not None and self._steps is not None:
-            self._progress.update(self._steps, advance=1, status=status)
-        elif self._plain and time.monotonic() - self._last_line >= PLAIN_STEP_SECONDS:
-            self._line(
-                f"epoch {self._epoch + 1}/{self.total} step {self._step}/{self._step_total} | {status}"
-            )
+            if now - self._last_status >= STATUS_SECONDS or self._step == self._step_total:
+                self._progress.update(self._steps, advance=1, status=status())
+                self._last_status = now
+            else:
+                self._progress.advance(self._steps)
+        elif self._plain and now - self._last_line >= PLAIN_STEP_SECONDS:
+            where = f"epoch {self._epoch + 1}/{self.total} step {self._step}/{self._step_total}"
+            self._line(f"{where} | {status()}")
 
     def end_epoch(self, status: str) -> None:
         """Advance the epoch bar and show ``status``; log the epoch's line."""

@@ -11,7 +11,6 @@ continues from it and, with the same seed on a CPU, ends exactly where an uninte
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -53,6 +52,7 @@ from tanglenas_cli.engine.precision import StepGuard, check_finite, make_acceler
 from tanglenas_cli.engine.progress import RUN_LOG, RunProgress, append_log
 from tanglenas_cli.engine.speed import check_compile_supported, speed_up
 from tanglenas_cli.engine.step import Tally, forward_backward
+from tanglenas_cli.engine.stopwatch import StopWatch
 from tanglenas_cli.engine.task import task_of
 from tanglenas_cli.engine.tracker import Tracker, require_wandb
 from tanglenas_cli.errors import Interrupted, UserError
@@ -172,6 +172,7 @@ class SearchRun:
         # the trajectory so far, read once (plotted from memory); the plot's last update
         self.trajectory = files.read_jsonl(self.out / files.TRAJECTORY) if self.resuming else []
         self.plotted_at = time.perf_counter()
+        self.watch = StopWatch()  # where the epochs' time goes: summary.json's time_breakdown
         self.cluster.barrier()
 
     def _budget(self) -> Budget | None:
@@ -303,43 +304,48 @@ class SearchRun:
         progress.start_epoch(epoch, self.batches.steps)
         params = self.architect.weight_params
         self.model.train()
-        tally, arch_loss_sum, arch_steps = Tally(), 0.0, 0
-        for step, micro in enumerate(self.batches.epoch(epoch)):
+        tally, arch_loss_sum, arch_steps = Tally(), torch.zeros((), device=self.device), 0
+        watch = self.watch
+        for step, micro in enumerate(watch.items(self.batches.epoch(epoch), "data")):
             lr = self.schedule.set_step(epoch, step)
             if self.arch_stream is not None:
-                arch_micro = MicroBatches(next(self.arch_stream) for _ in range(len(micro)))
-                arch_loss = self.architect.step(arch_micro, micro, weight_lr=lr)
-                if arch_loss is not None and math.isfinite(float(arch_loss)):
-                    arch_loss_sum += float(arch_loss)
-                    arch_steps += 1
-            self.weight_optimizer.zero_grad(set_to_none=True)
-            kept = tally.copy()
-            where = f"epoch {epoch} step {step}"
-            if self.simultaneous:
-                stepped = self._simultaneous_step(micro, tally, where)
-            else:
-                self._weight_step(micro, tally)
-                self.cluster.average_parameter_gradients(params)
-                stepped = self.guard.step(self.weight_optimizer, params, cfg.grad_clip, where=where)
+                with watch.part("data"):
+                    arch_micro = MicroBatches(next(self.arch_stream) for _ in range(len(micro)))
+                with watch.part("arch_steps"):
+                    arch_loss = self.architect.step(arch_micro, micro, weight_lr=lr)
+                if arch_loss is not None:  # summed on the device: no wait for it here
+                    finite = torch.isfinite(arch_loss)
+                    arch_loss_sum = arch_loss_sum + torch.where(finite, arch_loss, 0.0)
+                    arch_steps = arch_steps + finite.long()
+            with watch.part("weight_steps"):
+                self.weight_optimizer.zero_grad(set_to_none=True)
+                kept = tally.copy()
+                where = f"epoch {epoch} step {step}"
+                if self.simultaneous:
+                    stepped = self._simultaneous_step(micro, tally, where)
+                else:
+                    self._weight_step(micro, tally)
+                    self.cluster.average_parameter_gradients(params)
+                    stepped = self.guard.step(self.weight_optimizer, params, cfg.grad_clip, where=where)
             if not stepped:
                 tally = kept
                 continue
-            running_loss, running_acc = tally.mean_loss(), tally.accuracy()
-            progress.step(f"loss {running_loss:.3f} acc {running_acc:.1f}%")
+            progress.step(tally.status)
             if (step + 1) % cfg.logging.log_every == 0:
                 tracker.log(
                     {
                         "kind": "step",
                         "epoch": epoch,
                         "step": step + 1,
-                        "train_loss": running_loss,
-                        "train_acc": running_acc,
+                        "train_loss": tally.mean_loss(),
+                        "train_acc": tally.accuracy(),
                         "lr": lr,
                     }
                 )
         result = {"train_loss": tally.mean_loss(), "train_acc": tally.accuracy()}
-        if arch_steps:
-            result["arch_loss"] = arch_loss_sum / arch_steps
+        finite_arch_steps = int(arch_steps)
+        if finite_arch_steps:
+            result["arch_loss"] = float(arch_loss_sum) / finite_arch_steps
         return result
 
     def _simultaneous_step(self, micro: MicroBatches, tally: Tally, where: str) -> bool:
@@ -452,18 +458,22 @@ class SearchRun:
                     started = time.perf_counter()
                     self.sampler.set_epoch(epoch, cfg.epochs)
                     lr = self.schedule.set_epoch(epoch)
+                    before = dict(self.watch.totals)
                     train = self._train_epoch(epoch, lr, progress, tracker)
                     self.cluster.average_buffers(self.model)
                     self.cluster.check_identical(self.architect.arch_params, "architecture logits")
-                    valid = self._validate()
-                    record = self._record_epoch(
-                        epoch, time.perf_counter() - started, train, valid, lr, tracker
-                    )
-                    state = self._state(epoch + 1)
-                    check_finite(state["model"], "the supernet's weights or logits")
-                    if main:
-                        save_checkpoint(state, self.out / files.CHECKPOINT)
-                        self._plot(last_epoch=epoch + 1 == cfg.epochs)
+                    with self.watch.part("validation"):
+                        valid = self._validate()
+                    parts = {f"seconds_{name}": round(s, 3) for name, s in self.watch.since(before).items()}
+                    with self.watch.part("writes"):
+                        record = self._record_epoch(
+                            epoch, time.perf_counter() - started, {**train, **parts}, valid, lr, tracker
+                        )
+                        state = self._state(epoch + 1)
+                        check_finite(state["model"], "the supernet's weights or logits")
+                        if main:
+                            save_checkpoint(state, self.out / files.CHECKPOINT)
+                            self._plot(last_epoch=epoch + 1 == cfg.epochs)
                     status = self.task.status("valid", valid)
                     if "benchmark_test_acc" in record:
                         status += f" | benchmark test {record['benchmark_test_acc']:.2f}%"
@@ -518,6 +528,8 @@ class SearchRun:
             "search_seconds": round(sum(r.get("seconds", 0.0) for r in epoch_records), 2),
             # of this process (a resumed run: since it resumed); GPU: tensors allocated, CPU: resident set
             "peak_memory_mb": peak_memory_mb(self.device),
+            # of this process (a resumed run: since it resumed): seconds per part of the epochs
+            "time_breakdown": {name: round(seconds, 2) for name, seconds in self.watch.totals.items()},
             "run_dir": str(self.out),
         }
         if self.budget is not None:

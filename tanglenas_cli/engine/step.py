@@ -20,29 +20,37 @@ from tanglenas_cli.engine.metrics import flatten_tokens
 
 @dataclass
 class Tally:
-    """Running training loss and accuracy over predictions (tokens, for language models)."""
+    """Running training loss and accuracy over predictions (tokens, for language models).
 
-    loss: float = 0.0  # summed over predictions
-    correct: int = 0
+    The loss and the correct count stay on the model's device, so counting a batch never waits for it;
+    :meth:`mean_loss` and :meth:`accuracy` read them (one wait each).
+    """
+
+    loss: Tensor | float = 0.0  # summed over predictions
+    correct: Tensor | int = 0
     count: int = 0  # predictions
     samples: int = 0  # examples (sequences, for language models)
 
     def add(self, logits: Tensor, targets: Tensor, loss: Tensor) -> None:
         """Count one batch: its mean ``loss`` and the argmax predictions of ``logits``."""
         flat_logits, flat_targets = flatten_tokens(logits.detach(), targets)
-        self.correct += int((flat_logits.argmax(-1) == flat_targets).sum())
+        self.correct = self.correct + (flat_logits.argmax(-1) == flat_targets).sum()
         self.count += flat_targets.numel()
-        self.loss += float(loss.detach()) * flat_targets.numel()
+        self.loss = self.loss + loss.detach().float() * flat_targets.numel()
         self.samples += len(targets)
 
     def copy(self) -> Tally:
-        return Tally(self.loss, self.correct, self.count, self.samples)
+        return Tally(self.loss, self.correct, self.count, self.samples)  # tensors are never changed in place
 
     def mean_loss(self) -> float:
-        return self.loss / max(self.count, 1)
+        return float(self.loss) / max(self.count, 1)
 
     def accuracy(self) -> float:
-        return 100.0 * self.correct / max(self.count, 1)
+        return 100.0 * int(self.correct) / max(self.count, 1)
+
+    def status(self) -> str:
+        """The progress bar's text: running loss and accuracy."""
+        return f"loss {self.mean_loss():.3f} acc {self.accuracy():.1f}%"
 
 
 def forward_backward(

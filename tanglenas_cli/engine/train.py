@@ -192,7 +192,7 @@ class TrainRun:
             ):
                 tally = kept
                 continue
-            progress.step(f"loss {tally.mean_loss():.3f} acc {tally.accuracy():.1f}%")
+            progress.step(tally.status)
         self.cluster.average_buffers(model)
         return tally, lr
 

@@ -97,12 +97,13 @@ class Architect:
     def _accumulated_gradients(self, batches: MicroBatches) -> tuple[Tensor, list[Tensor]]:
         """Return (mean loss, gradient of the mean loss) over micro-batches, one backward each."""
         total: list[Tensor] | None = None
-        loss_sum = torch.zeros(())
+        loss_sum: Tensor | None = None
         for batch in batches:
             loss = self.arch_loss(batch) / len(batches)
             grads = _gradients(loss, self.arch_params)
             total = grads if total is None else [a + b for a, b in zip(total, grads, strict=True)]
-            loss_sum = loss_sum + loss.detach().cpu()
+            loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
+        assert loss_sum is not None
         assert total is not None
         return loss_sum, total if self.reduce_gradients is None else self.reduce_gradients(total)
 
@@ -128,7 +129,7 @@ class Architect:
         else:
             loss = self.arch_loss(arch_batch)
             grads = self._gradients(loss, self.arch_params)
-        if not all(bool(torch.isfinite(g).all()) for g in grads):
+        if not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):  # one wait per step
             return loss.detach()  # a NaN/inf gradient never reaches the logits (nor Adam's moments)
         for param, grad in zip(self.arch_params, grads, strict=True):
             param.grad = grad.detach()
@@ -162,10 +163,10 @@ class Architect:
                     direction = direction + momentum * buffer
                 param.sub_(lr * direction)
 
-    def _shift_weights(self, direction: Sequence[Tensor], scale: float) -> None:
+    def _shift_weights(self, direction: Sequence[Tensor], scale: Tensor) -> None:
         with torch.no_grad():
             for param, step in zip(self.weight_params, direction, strict=True):
-                param.add_(step, alpha=scale)
+                param.add_(step * scale.to(param.dtype))
 
     def unrolled_gradients(self, arch_batch: Any, train_batch: Any, lr: float) -> tuple[Tensor, list[Tensor]]:
         """Return (arch loss at w', second-order gradient of the logits); leaves the weights unchanged."""
@@ -180,7 +181,7 @@ class Architect:
                 for param, saved in zip(self.weight_params, original, strict=True):
                     param.copy_(saved)
         norm = torch.sqrt(sum((g.double() ** 2).sum() for g in v))
-        radius = self.hvp_epsilon / max(float(norm), 1e-12)
+        radius = self.hvp_epsilon / norm.clamp_min(1e-12)  # a tensor: no wait for the device here
         self._shift_weights(v, radius)
         grads_plus = self._gradients(self._loss(train_batch), self.arch_params)
         self._shift_weights(v, -2 * radius)
@@ -188,7 +189,8 @@ class Architect:
         with torch.no_grad():
             for param, saved in zip(self.weight_params, original, strict=True):
                 param.copy_(saved)
-        hessian_vector = [(gp - gm) / (2 * radius) for gp, gm in zip(grads_plus, grads_minus, strict=True)]
+        pairs = zip(grads_plus, grads_minus, strict=True)
+        hessian_vector = [(gp - gm) / (2 * radius).to(gp.dtype) for gp, gm in pairs]
         return loss, [g - lr * h for g, h in zip(arch_grads, hessian_vector, strict=True)]
 
     def state_dict(self) -> dict[str, Any]:
