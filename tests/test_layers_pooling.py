@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from tanglenas_cli.layers.pooling import BoxAvgPool2d
+from tanglenas_cli.layers.pooling import BoxAvgPool2d, MaxPool2d
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -96,3 +96,21 @@ def test_mixed_op_into_adds_the_given_sum(one_hot):
     torch.testing.assert_close(actual, expected)
     grad = torch.autograd.grad(actual.square().sum(), before)[0]
     torch.testing.assert_close(grad, torch.autograd.grad(expected.square().sum(), before)[0])
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("shape", [(3, 5, 9, 9), (2, 4, 8, 7)])
+def test_max_pool_equals_torch_forward_and_backward(stride, shape):
+    torch.manual_seed(0)
+    x = torch.randn(*shape, requires_grad=True)
+    ours, reference = MaxPool2d(3, stride=stride, padding=1), nn.MaxPool2d(3, stride=stride, padding=1)
+    out = ours(x)
+    expected = reference(x)
+    assert torch.equal(out, expected) and out.is_contiguous()  # channels-first in, channels-first out
+    grad = torch.randn_like(out)
+    (ours_grad,) = torch.autograd.grad(out, x, grad)
+    (expected_grad,) = torch.autograd.grad(expected, x, grad)
+    assert torch.equal(ours_grad, expected_grad)
+    channels_last = x.detach().contiguous(memory_format=torch.channels_last)
+    assert torch.equal(ours(channels_last), reference(channels_last))
+    assert ours.state_dict() == {} and repr(ours) == repr(reference)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tanglenas_cli.layers.conv import Conv2d
-from tanglenas_cli.layers.pooling import BoxAvgPool2d
+from tanglenas_cli.layers.pooling import BoxAvgPool2d, MaxPool2d
 from tanglenas_cli.nas.choices import Choice
 from tanglenas_cli.nas.mixed_op import MixedOp, Zero
 from tanglenas_cli.spaces.darts_ops import DilConv, SepConv
@@ -71,7 +71,7 @@ def make_op(name: str, channels: int, stride: int, affine: bool, pool_norm: bool
     if name in ("max_pool_3x3", "avg_pool_3x3"):
         pool: nn.Module
         if name == "max_pool_3x3":
-            pool = nn.MaxPool2d(3, stride=stride, padding=1)
+            pool = MaxPool2d(3, stride=stride, padding=1)
         else:
             pool = BoxAvgPool2d(3, stride=stride)
         return nn.Sequential(pool, nn.BatchNorm2d(channels, affine=False)) if pool_norm else pool
