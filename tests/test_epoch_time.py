@@ -12,6 +12,7 @@ import torch
 
 from tanglenas_cli.config import build_config
 from tanglenas_cli.engine import search as search_module
+from tanglenas_cli.engine.progress import RunProgress
 from tanglenas_cli.engine.search import run_search
 from tanglenas_cli.engine.stopwatch import StopWatch
 
@@ -91,3 +92,17 @@ def test_stopwatch_times_blocks_and_fetches():
     assert list(watch.items(iter([1, 2, 3]), "fetch")) == [1, 2, 3]
     assert set(watch.totals) == {"a", "fetch"} and watch.totals["a"] > 0
     assert set(watch.since(before)) == {"a", "fetch"} and watch.since(before)["a"] == 0
+
+
+def test_progress_reads_the_status_only_when_it_shows_it(tmp_path: Path):
+    calls = []
+
+    def status() -> str:
+        calls.append(1)
+        return "loss 1.000 acc 10.0%"
+
+    with RunProgress(True, 1, log=tmp_path / "run.log") as progress:  # no terminal: a plain line now and then
+        progress.start_epoch(0, 500)
+        for _ in range(500):
+            progress.step(status)
+    assert len(calls) == 1  # the first step's line; the next is due 30 s later
