@@ -49,3 +49,16 @@ for _ in range(20):
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-500:]
+
+
+@pytest.mark.parametrize("kernel, dilation", [(3, 1), (5, 1), (3, 2), (5, 2)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_same_depthwise_conv_backward_is_the_flipped_kernel_conv(kernel, dilation, channels_last):
+    x = torch.randn(2, 3, 7, 8, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(3, 1, kernel, kernel, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    padding = dilation * (kernel - 1) // 2
+    inputs = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    output = conv2d(inputs, weight, bias, 1, padding, dilation, 3)
+    assert type(output.grad_fn).__name__ == "_SameDepthwiseBackward"  # the fast input gradient is used
+    assert torch.autograd.gradcheck(lambda a, w, b: conv2d(a, w, b, 1, padding, dilation, 3), (x, weight, bias))

@@ -5,6 +5,12 @@ and column of its input, so it equals an undilated stride-1 convolution of ``x[.
 padding ``p / d`` -- the same numbers, and on CPU (oneDNN) several times faster, its backward most of
 all. DARTS-style reduction cells use exactly this op (``dil_conv`` with stride 2, dilation 2).
 
+A stride-1 depthwise convolution with "same" padding has as input gradient the same convolution of the
+output gradient with the kernel flipped. On CPU that forward kernel is far faster than ATen's backward:
+for a dilated (2) 5x5 depthwise conv about 3x (14x14 pixels, 32 channels) to 50x (7x7, 64 channels),
+and 4x for an undilated 5x5 at 28x28. :class:`_SameDepthwise` computes it so; the weight gradient is
+autograd's own. DARTS-style cells (``sep_conv``, ``dil_conv``) are made of such convolutions.
+
 An unpadded 1x1 convolution with stride s is likewise a 1x1 convolution of ``x[..., ::s, ::s]``.
 Computing it that way also avoids a oneDNN fault of torch 2.14 on CPU: the weight gradient of a
 channels-last 1x1 stride-2 convolution corrupts the heap for some shapes (e.g. 16x16 inputs, 4-16
@@ -27,7 +33,44 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 
         return F.conv2d(x[:, :, ::stride, ::stride], weight, bias, 1, 0, 1, groups)
     if stride == dilation > 1 and padding % dilation == 0:
         return F.conv2d(x[:, :, ::stride, ::stride], weight, bias, 1, padding // dilation, 1, groups)
+    if _is_same_depthwise(x, weight, stride, padding, dilation, groups):
+        return _SameDepthwise.apply(x, weight, bias, padding, dilation)
     return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+
+def _is_same_depthwise(x: Tensor, weight: Tensor, stride: int, padding: int, dilation: int,
+                       groups: int) -> bool:  # fmt: skip
+    """Whether the conv is a stride-1, "same"-padded, square depthwise one on CPU (eager mode)."""
+    depthwise = groups == x.shape[1] == weight.shape[0] > 1 and weight.shape[1] == 1
+    square = weight.shape[-1] == weight.shape[-2] > 1 and 2 * padding == dilation * (weight.shape[-1] - 1)
+    on_cpu = x.device.type == "cpu" and x.dim() == 4 and not torch.compiler.is_compiling()
+    return stride == 1 and depthwise and square and on_cpu
+
+
+class _SameDepthwise(torch.autograd.Function):
+    """A stride-1, "same"-padded depthwise conv whose input gradient is the flipped-kernel conv."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, padding: int, dilation: int) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.dilation, ctx.has_bias = padding, dilation, bias is not None
+        return F.conv2d(x, weight, bias, 1, padding, dilation, x.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        padding, dilation, channels = ctx.padding, ctx.dilation, x.shape[1]
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = F.conv2d(grad, weight.flip(-1, -2), None, 1, padding, dilation, channels)
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, [1, 1], [padding, padding], [dilation, dilation], False, [0, 0],
+                channels, [False, True, False],
+            )[1]  # fmt: skip
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad.sum((0, 2, 3))
+        return grad_x, grad_weight, grad_bias, None, None
 
 
 class Conv2d(nn.Conv2d):
