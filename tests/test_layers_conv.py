@@ -61,4 +61,5 @@ def test_same_depthwise_conv_backward_is_the_flipped_kernel_conv(kernel, dilatio
     inputs = x.contiguous(memory_format=torch.channels_last) if channels_last else x
     output = conv2d(inputs, weight, bias, 1, padding, dilation, 3)
     assert type(output.grad_fn).__name__ == "_SameDepthwiseBackward"  # the fast input gradient is used
-    assert torch.autograd.gradcheck(lambda a, w, b: conv2d(a, w, b, 1, padding, dilation, 3), (x, weight, bias))
+    same = lambda a, w, b: conv2d(a, w, b, 1, padding, dilation, 3)  # noqa: E731
+    assert torch.autograd.gradcheck(same, (x, weight, bias))
