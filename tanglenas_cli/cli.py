@@ -569,14 +569,15 @@ def profile_command(
     )
     table = Table(title=f"{space}, {optimizer}, batch {batch_size}{extras}, {result['device']}")
     for column in ("mode", "step (s)", "peak memory (MB)", "parameters", "time / largest",
-                   "per round", "memory / largest"):  # fmt: skip
+                   "rounds", "memory / largest"):  # fmt: skip
         table.add_column(column, justify="right")
     for mode, numbers in result["modes"].items():
         time_ratio = result.get(f"{mode}_time_ratio", 1.0)
-        low, high = result.get(f"{mode}_time_ratio_rounds", (1.0, 1.0))
+        rounds = result.get(f"{mode}_time_ratio_rounds")
+        spread = f"{rounds[0]:.2f}-{rounds[1]:.2f}x" if rounds else ""
         memory_ratio = result.get(f"{mode}_memory_ratio", 1.0)
         table.add_row(mode, f"{numbers['step_s']:.4f}", f"{numbers['peak_mb']:.1f}", f"{numbers['params']:,}",
-                      f"{time_ratio:.2f}x", f"{low:.2f}-{high:.2f}x", f"{memory_ratio:.2f}x")  # fmt: skip
+                      f"{time_ratio:.2f}x", spread, f"{memory_ratio:.2f}x")  # fmt: skip
     Console(highlight=False).print(table)
 
 
