@@ -63,3 +63,13 @@ def test_same_depthwise_conv_backward_is_the_flipped_kernel_conv(kernel, dilatio
     assert type(output.grad_fn).__name__ == "_SameDepthwiseBackward"  # the fast input gradient is used
     same = lambda a, w, b: conv2d(a, w, b, 1, padding, dilation, 3)  # noqa: E731
     assert torch.autograd.gradcheck(same, (x, weight, bias))
+
+
+def test_same_depthwise_conv_under_cpu_autocast_is_torchs_own():
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    weight = torch.randn(3, 1, 5, 5, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = conv2d(x, weight, None, 1, 4, 2, 3)
+    assert output.dtype == torch.bfloat16 and type(output.grad_fn).__name__ != "_SameDepthwiseBackward"
+    output.float().sum().backward()  # bf16 output gradient, fp32 weights: no dtype mismatch
+    assert x.grad.dtype == torch.float32 and weight.grad.dtype == torch.float32

@@ -43,8 +43,10 @@ def _is_same_depthwise(x: Tensor, weight: Tensor, stride: int, padding: int, dil
     """Whether the conv is a stride-1, "same"-padded, square depthwise one on CPU (eager mode)."""
     depthwise = groups == x.shape[1] == weight.shape[0] > 1 and weight.shape[1] == 1
     square = weight.shape[-1] == weight.shape[-2] > 1 and 2 * padding == dilation * (weight.shape[-1] - 1)
-    on_cpu = x.device.type == "cpu" and x.dim() == 4 and not torch.compiler.is_compiling()
-    return stride == 1 and depthwise and square and on_cpu
+    # eager fp32 on CPU: under autocast the forward's dtype is autocast's choice, and compile has its own
+    on_cpu = x.device.type == "cpu" and x.dim() == 4 and x.dtype == weight.dtype
+    eager = not torch.compiler.is_compiling() and not torch.is_autocast_enabled("cpu")
+    return stride == 1 and depthwise and square and on_cpu and eager
 
 
 class _SameDepthwise(torch.autograd.Function):
