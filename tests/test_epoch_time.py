@@ -78,6 +78,7 @@ def test_epoch_records_and_summary_say_where_the_time_went(tmp_path: Path):
     parts = ("seconds_data", "seconds_arch_steps", "seconds_weight_steps", "seconds_validation")
     for record in epochs:
         assert all(record[p] > 0 for p in parts)
+        assert "seconds_writes" not in record  # written after the record: only in the summary
         assert sum(record[p] for p in parts) <= record["seconds"] + 1e-3
     stored = json.loads((tmp_path / "run" / "summary.json").read_text())["time_breakdown"]
     assert set(stored) == {"data", "arch_steps", "weight_steps", "validation", "writes"}

@@ -69,7 +69,7 @@ def build_fashion_mnist(
     """Return (train, test, info): ToTensor + Normalize(0.2859, 0.3530), not augmented (`augment` unused).
 
     Both splits are decoded into memory once (188 MB of float32 for the 70,000 images), so a batch is a
-    tensor index, not 64 PIL conversions: a toy-cell search epoch spent about 6% of its time there.
+    tensor index, not 64 PIL conversions: a toy-cell search epoch spent about 5% of its time there.
     """
     read_options(NAME, options, {})
     raw = raw_folder(data_root)

@@ -464,7 +464,11 @@ class SearchRun:
                     self.cluster.check_identical(self.architect.arch_params, "architecture logits")
                     with self.watch.part("validation"):
                         valid = self._validate()
-                    parts = {f"seconds_{name}": round(s, 3) for name, s in self.watch.since(before).items()}
+                    parts = {
+                        f"seconds_{name}": round(s, 3)
+                        for name, s in self.watch.since(before).items()
+                        if name != "writes"
+                    }  # an epoch's writes come after its record: summary only
                     with self.watch.part("writes"):
                         record = self._record_epoch(
                             epoch, time.perf_counter() - started, {**train, **parts}, valid, lr, tracker

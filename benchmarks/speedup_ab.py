@@ -1,0 +1,70 @@
+"""A/B of one CPU speed-up in the real training step, the two versions interleaved in one process.
+
+``--change depthwise-grad``: stride-1 depthwise convs' input gradient as the flipped-kernel conv
+(``layers.conv``) against torch's own backward. ``--change max-pool``: DARTS max pools channels-last
+(``layers.pooling.MaxPool2d``) against ``nn.MaxPool2d``. Each round runs every mode in both versions
+(one unmeasured step, two measured); prints the median and fastest step of each and WE / largest.
+
+Usage: python benchmarks/speedup_ab.py --change depthwise-grad --space toy_cell [--rounds 6]
+       python benchmarks/speedup_ab.py --change max-pool --space darts --modes we [--rounds 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections.abc import Callable
+
+from torch import nn
+
+from tanglenas_cli.engine.profile import ModeStep
+from tanglenas_cli.layers import conv, pooling
+
+
+def switches(change: str) -> Callable[[bool], None]:
+    """Return a function that turns ``change`` on (True) or off (False)."""
+    if change == "depthwise-grad":
+        fast = conv._is_same_depthwise
+
+        def turn(on: bool) -> None:
+            conv._is_same_depthwise = fast if on else (lambda *args: False)
+
+        return turn
+    fast_pool = pooling.MaxPool2d.forward
+
+    def turn_pool(on: bool) -> None:
+        pooling.MaxPool2d.forward = fast_pool if on else nn.MaxPool2d.forward
+
+    return turn_pool
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--change", choices=["depthwise-grad", "max-pool"], required=True)
+    parser.add_argument("--space", required=True)
+    parser.add_argument("--modes", nargs="+", default=["we", "largest"], choices=["we", "ws", "largest"])
+    parser.add_argument("--rounds", type=int, default=6)
+    args = parser.parse_args()
+    turn = switches(args.change)
+    steps = {mode: ModeStep(args.space, mode, "drnas", 64, {}) for mode in args.modes}
+    for step in steps.values():
+        step()
+    times: dict[tuple[str, bool], list[float]] = {(m, on): [] for m in steps for on in (False, True)}
+    for _ in range(args.rounds):
+        for on in (False, True):
+            turn(on)
+            for mode, step in steps.items():
+                step()
+                times[(mode, on)].extend(step() for _ in range(2))
+    for (mode, on), values in times.items():
+        label = "with" if on else "without"
+        print(f"{args.space} {mode} {label} {args.change}: median {statistics.median(values):.4f} s, "
+              f"fastest {min(values):.4f} s")  # fmt: skip
+    if {"we", "largest"} <= set(steps):
+        for on in (False, True):
+            ratio = statistics.median(times[("we", on)]) / statistics.median(times[("largest", on)])
+            print(f"WE / largest {'with' if on else 'without'} {args.change}: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
