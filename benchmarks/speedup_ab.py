@@ -2,11 +2,13 @@
 
 ``--change depthwise-grad``: stride-1 depthwise convs' input gradient as the flipped-kernel conv
 (``layers.conv``) against torch's own backward. ``--change max-pool``: DARTS max pools channels-last
-(``layers.pooling.MaxPool2d``) against ``nn.MaxPool2d``. Each round runs every mode in both versions
+(``layers.pooling.MaxPool2d``) against ``nn.MaxPool2d``. ``--change pool-norm``: DARTS pool + BN terms that
+recompute in backward (``layers.pool_norm``) against autograd's. Each round runs every mode in both versions
 (one unmeasured step, two measured); prints the median and fastest step of each and WE / largest.
 
 Usage: python benchmarks/speedup_ab.py --change depthwise-grad --space toy_cell [--rounds 6]
        python benchmarks/speedup_ab.py --change max-pool --space darts --modes we [--rounds 4]
+       python benchmarks/speedup_ab.py --change pool-norm --space darts --modes we [--rounds 4]
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable
 from torch import nn
 
 from tanglenas_cli.engine.profile import ModeStep
-from tanglenas_cli.layers import conv, pooling
+from tanglenas_cli.layers import conv, pool_norm, pooling
 
 
 def switches(change: str) -> Callable[[bool], None]:
@@ -30,6 +32,13 @@ def switches(change: str) -> Callable[[bool], None]:
             conv._is_same_depthwise = fast if on else (lambda *args: False)
 
         return turn
+    if change == "pool-norm":
+        lean = pool_norm.PoolNorm.weighted
+
+        def turn_lean(on: bool) -> None:
+            pool_norm.PoolNorm.weighted = lean if on else (lambda self, x, weight: weight * self(x))
+
+        return turn_lean
     fast_pool = pooling.MaxPool2d.forward
 
     def turn_pool(on: bool) -> None:
@@ -40,7 +49,7 @@ def switches(change: str) -> Callable[[bool], None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--change", choices=["depthwise-grad", "max-pool"], required=True)
+    parser.add_argument("--change", choices=["depthwise-grad", "max-pool", "pool-norm"], required=True)
     parser.add_argument("--space", required=True)
     parser.add_argument("--modes", nargs="+", default=["we", "largest"], choices=["we", "ws", "largest"])
     parser.add_argument("--rounds", type=int, default=6)

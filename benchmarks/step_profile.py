@@ -19,19 +19,28 @@ from torch.profiler import ProfilerActivity, profile
 from tanglenas_cli.engine.profile import ModeStep
 
 
-def op_times(step: ModeStep, steps: int, shapes: bool) -> tuple[dict[str, float], float]:
-    """Return (self CPU milliseconds per step of each op, profiled wall ms per step)."""
-    for _ in range(3):
-        step()
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=shapes) as prof:
-        wall = sum(step() for _ in range(steps))
-    table: dict[str, float] = {}
-    for event in prof.key_averages(group_by_input_shape=shapes):
-        name = event.key
-        if shapes and event.key in ("aten::mkldnn_convolution", "aten::convolution_backward"):
-            name = f"{event.key} {event.input_shapes[:3]}"
-        table[name] = table.get(name, 0.0) + event.self_cpu_time_total / 1000 / steps
-    return table, wall * 1000 / steps
+def op_times(steps_by_mode: dict[str, ModeStep], steps: int, shapes: bool) -> tuple[dict, dict]:
+    """Return per mode (self CPU milliseconds per step of each op, profiled wall ms per step).
+
+    The modes' steps alternate, each profiled on its own, so that a slow spell of the machine hits every
+    mode alike (profiling one mode after the other had skewed their ratio by 30%).
+    """
+    for step in steps_by_mode.values():
+        for _ in range(3):
+            step()
+    tables: dict[str, dict[str, float]] = {mode: {} for mode in steps_by_mode}
+    walls = dict.fromkeys(steps_by_mode, 0.0)
+    for _ in range(steps):
+        for mode, step in steps_by_mode.items():
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=shapes) as prof:
+                walls[mode] += step()
+            table = tables[mode]
+            for event in prof.key_averages(group_by_input_shape=shapes):
+                name = event.key
+                if shapes and event.key in ("aten::mkldnn_convolution", "aten::convolution_backward"):
+                    name = f"{event.key} {event.input_shapes[:3]}"
+                table[name] = table.get(name, 0.0) + event.self_cpu_time_total / 1000 / steps
+    return tables, {mode: wall * 1000 / steps for mode, wall in walls.items()}
 
 
 def main() -> None:
@@ -44,10 +53,9 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="profile the torch.compile'd steps")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
-    tables, walls = {}, {}
-    for mode in ("we", "largest"):
-        step = ModeStep(args.space, mode, "drnas", args.batch_size, {}, compile=args.compile)
-        tables[mode], walls[mode] = op_times(step, args.steps, args.shapes)
+    built = {mode: ModeStep(args.space, mode, "drnas", args.batch_size, {}, compile=args.compile)
+             for mode in ("we", "largest")}  # fmt: skip
+    tables, walls = op_times(built, args.steps, args.shapes)
     names = sorted(set(tables["we"]) | set(tables["largest"]), key=lambda n: -tables["we"].get(n, 0.0))
     lines = [
         f"# {args.space}: one training step, WE supernet against its largest subnet",
@@ -55,7 +63,8 @@ def main() -> None:
         f"`python benchmarks/step_profile.py --space {args.space}"
         + (" --shapes" if args.shapes else "") + (" --compile" if args.compile else "") + "`; "
         f"batch {args.batch_size}, DrNAS, {torch.get_num_threads()} CPU threads, {args.steps} profiled steps "
-        f"each. Profiled wall time per step: WE {walls['we']:.1f} ms, largest {walls['largest']:.1f} ms "
+        f"each, the modes alternating. Profiled wall time per step: WE {walls['we']:.1f} ms, "
+        f"largest {walls['largest']:.1f} ms "
         f"({walls['we'] / walls['largest']:.2f}x; the profiler itself adds overhead).",
         "",
         "| op (self CPU time) | WE ms/step | largest ms/step | WE - largest |",

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tanglenas_cli.layers.pool_norm import PoolNorm
 from tanglenas_cli.layers.pooling import BoxAvgPool2d, skip_pool_mix
 from tanglenas_cli.nas.choices import WeightSource
 
@@ -112,7 +113,7 @@ class MixedOp(nn.Module):
         if mixing.index is not None:
             index = mixing.index
             if self._is_plain[index]:
-                output = weights[index] * self.candidates[index](x)
+                output = _weighted(self.candidates[index], x, weights[index])
             else:
                 output = self._group_output(self._group_of[index], x, weights)
             if self.straight_through_all and weights.requires_grad:
@@ -122,7 +123,7 @@ class MixedOp(nn.Module):
         fused = self._skip_pool or ()
         for index, op in enumerate(self.candidates):
             if self._is_plain[index] and not isinstance(op, Zero) and index not in fused:
-                total = add_padded(total, weights[index] * op(x), self.pad_dim)
+                total = add_padded(total, _weighted(op, x, weights[index]), self.pad_dim)
         for number in range(len(self.groups)):
             total = add_padded(total, self._group_output(number, x, weights), self.pad_dim)
         addends = [t for t in (total, into) if t is not None]
@@ -144,6 +145,11 @@ class MixedOp(nn.Module):
             return output
         indices = self._group_indices[number].to(weights.device)
         return output * weights.index_select(0, indices).sum().to(output.dtype)
+
+
+def _weighted(op: nn.Module, x: Tensor, weight: Tensor) -> Tensor:
+    """Return ``weight * op(x)`` (a pool + norm keeps only ``x`` for its backward pass)."""
+    return op.weighted(x, weight) if isinstance(op, PoolNorm) else weight * op(x)
 
 
 def _skip_and_pool(candidates: nn.ModuleList, is_plain: list[bool]) -> tuple[int, int] | None:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tanglenas_cli.layers.conv import Conv2d
+from tanglenas_cli.layers.pool_norm import PoolNorm
 from tanglenas_cli.layers.pooling import BoxAvgPool2d, MaxPool2d
 from tanglenas_cli.nas.choices import Choice
 from tanglenas_cli.nas.mixed_op import MixedOp, Zero
@@ -74,7 +75,7 @@ def make_op(name: str, channels: int, stride: int, affine: bool, pool_norm: bool
             pool = MaxPool2d(3, stride=stride, padding=1)
         else:
             pool = BoxAvgPool2d(3, stride=stride)
-        return nn.Sequential(pool, nn.BatchNorm2d(channels, affine=False)) if pool_norm else pool
+        return PoolNorm(pool, nn.BatchNorm2d(channels, affine=False)) if pool_norm else pool
     if name == "skip_connect":
         return nn.Identity() if stride == 1 else FactorizedReduce(channels, channels, affine)
     kind, size = name.rsplit("_", 1)
