@@ -3,7 +3,8 @@
 ``--change depthwise-grad``: stride-1 depthwise convs' input gradient as the flipped-kernel conv
 (``layers.conv``) against torch's own backward. ``--change max-pool``: DARTS max pools channels-last
 (``layers.pooling.MaxPool2d``) against ``nn.MaxPool2d``. ``--change pool-norm``: DARTS pool + BN terms that
-recompute in backward (``layers.pool_norm``) against autograd's. Each round runs every mode in both versions
+recompute in backward (``layers.pool_norm``) against autograd's. ``--change shared-relu``: one ReLU per input
+tensor (``layers.relu``) against one per op. Each round runs every mode in both versions
 (one unmeasured step, two measured); prints the median and fastest step of each and WE / largest.
 
 Usage: python benchmarks/speedup_ab.py --change depthwise-grad --space toy_cell [--rounds 6]
@@ -17,10 +18,12 @@ import argparse
 import statistics
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from tanglenas_cli.engine.profile import ModeStep
-from tanglenas_cli.layers import conv, pool_norm, pooling
+from tanglenas_cli.layers import conv, pool_norm, pooling, relu
+from tanglenas_cli.spaces import darts_cells, nb201
 
 
 def switches(change: str) -> Callable[[bool], None]:
@@ -32,6 +35,15 @@ def switches(change: str) -> Callable[[bool], None]:
             conv._is_same_depthwise = fast if on else (lambda *args: False)
 
         return turn
+    if change == "shared-relu":
+        users = [darts_cells, nb201]  # the modules that call shared_relu by name
+
+        def turn_relu(on: bool) -> None:
+            relu.SharedReLU.forward = (lambda self, x: relu.shared_relu(x)) if on else nn.ReLU.forward
+            for module in users:
+                module.shared_relu = relu.shared_relu if on else torch.relu
+
+        return turn_relu
     if change == "pool-norm":
         lean = pool_norm.PoolNorm.weighted
 
@@ -49,7 +61,8 @@ def switches(change: str) -> Callable[[bool], None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--change", choices=["depthwise-grad", "max-pool", "pool-norm"], required=True)
+    changes = ["depthwise-grad", "max-pool", "pool-norm", "shared-relu"]
+    parser.add_argument("--change", choices=changes, required=True)
     parser.add_argument("--space", required=True)
     parser.add_argument("--modes", nargs="+", default=["we", "largest"], choices=["we", "ws", "largest"])
     parser.add_argument("--rounds", type=int, default=6)

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from tanglenas_cli.layers.conv import Conv2d
 from tanglenas_cli.layers.pool_norm import PoolNorm
 from tanglenas_cli.layers.pooling import BoxAvgPool2d, MaxPool2d
+from tanglenas_cli.layers.relu import SharedReLU, shared_relu
 from tanglenas_cli.nas.choices import Choice
 from tanglenas_cli.nas.mixed_op import MixedOp, Zero
 from tanglenas_cli.spaces.darts_ops import DilConv, SepConv
@@ -45,7 +46,7 @@ class ReLUConvBN(nn.Sequential):
 
     def __init__(self, c_in: int, c_out: int, affine: bool) -> None:
         super().__init__(
-            nn.ReLU(), nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out, affine=affine)
+            SharedReLU(), nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out, affine=affine)
         )
 
 
@@ -59,7 +60,7 @@ class FactorizedReduce(nn.Module):
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x.relu()
+        x = shared_relu(x)
         # padding one row/column before shifting keeps odd sizes aligned (same result for even sizes)
         shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))

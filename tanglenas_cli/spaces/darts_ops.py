@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from tanglenas_cli.layers.conv import Conv2d
+from tanglenas_cli.layers.relu import SharedReLU
 from tanglenas_cli.nas.choices import WeightSource
 from tanglenas_cli.nas.entangled import EntangledConv2d
 
@@ -35,7 +36,7 @@ class SepConv(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, kernel: Kernels, stride: int, affine: bool = False,
                  source: WeightSource | None = None) -> None:  # fmt: skip
         super().__init__(
-            nn.ReLU(),
+            SharedReLU(),  # the edge's other ops on this input share its output
             depthwise(c_in, kernel, stride, 1, source),
             nn.Conv2d(c_in, c_in, 1, bias=False),
             nn.BatchNorm2d(c_in, affine=affine),
@@ -52,7 +53,7 @@ class DilConv(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, kernel: Kernels, stride: int, affine: bool = False,
                  source: WeightSource | None = None) -> None:  # fmt: skip
         super().__init__(
-            nn.ReLU(),
+            SharedReLU(),
             depthwise(c_in, kernel, stride, 2, source),
             nn.Conv2d(c_in, c_out, 1, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),

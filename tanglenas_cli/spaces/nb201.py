@@ -26,6 +26,7 @@ from tanglenas_cli.benchmarks.nb201_keys import NB201_BENCHMARK
 from tanglenas_cli.errors import UserError, check_name
 from tanglenas_cli.layers.conv import Conv2d
 from tanglenas_cli.layers.pooling import BoxAvgPool2d
+from tanglenas_cli.layers.relu import SharedReLU, shared_relu
 from tanglenas_cli.nas.choices import Choice, WeightSource
 from tanglenas_cli.nas.entangled import EntangledConv2d
 from tanglenas_cli.nas.mixed_op import MixedOp, Zero
@@ -85,7 +86,7 @@ class ReLUConvBN(nn.Sequential):
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, options: NB201Options) -> None:
         super().__init__(
-            nn.ReLU(),
+            SharedReLU(),  # the edges leaving one node share its output
             Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=not options.affine),
             norm(c_out, options),
         )
@@ -102,7 +103,7 @@ class EntangledReLUConvBN(nn.Module):
         self.norm = norm(channels, options)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.norm(self.conv(x.relu()))
+        return self.norm(self.conv(shared_relu(x)))
 
 
 def make_op(name: str, channels: int, options: NB201Options) -> nn.Module:

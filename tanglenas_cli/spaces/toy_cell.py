@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from tanglenas_cli.benchmarks.toy_keys import TOY_CELL_BENCHMARK
 from tanglenas_cli.errors import UserError
+from tanglenas_cli.layers.relu import SharedReLU
 from tanglenas_cli.nas.choices import Choice
 from tanglenas_cli.nas.mixed_op import MixedOp
 from tanglenas_cli.spaces import register_space
@@ -59,7 +60,7 @@ class ToyCell(nn.Module):
     def __init__(self, c_prev: int, c: int, edges: list[nn.Module], affine: bool) -> None:
         super().__init__()
         self.preprocess = nn.Sequential(
-            nn.ReLU(), nn.Conv2d(c_prev, c, 1, bias=False), nn.BatchNorm2d(c, affine=affine)
+            SharedReLU(), nn.Conv2d(c_prev, c, 1, bias=False), nn.BatchNorm2d(c, affine=affine)
         )
         self.edges = nn.ModuleList(edges)
 
