@@ -44,3 +44,20 @@ def test_a_leaf_that_requires_grad_is_not_memoised():
 def test_shared_relu_is_an_nn_relu_without_state():
     relu = SharedReLU()
     assert isinstance(relu, nn.ReLU) and not relu.inplace and not relu.state_dict()
+
+
+def test_inference_tensors_get_a_plain_relu():
+    with torch.inference_mode():
+        x = torch.randn(4) * 1.0
+        torch.testing.assert_close(shared_relu(x), x.relu())
+
+
+def test_the_shared_output_is_freed_with_its_input():
+    import gc
+    import weakref
+
+    x = torch.randn(3, requires_grad=True) * 2.0
+    output = weakref.ref(shared_relu(x))
+    del x
+    gc.collect()
+    assert output() is None

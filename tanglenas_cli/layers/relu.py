@@ -23,6 +23,8 @@ def shared_relu(x: Tensor) -> Tensor:
         return x.relu()
     if x.is_leaf and x.requires_grad:  # the memo would close a reference cycle through x's grad node
         return x.relu()
+    if x.is_inference():  # no version counter to check (and no backward to keep a copy for)
+        return x.relu()
     grad_mode = torch.is_grad_enabled()
     memo = x.__dict__.get(_MEMO)
     if memo is not None and memo[:2] == (x._version, grad_mode) and memo[2]._version == memo[3]:
