@@ -1,11 +1,17 @@
 """A/B of one CPU speed-up in the real training step, the two versions interleaved in one process.
 
-``--change depthwise-grad``: stride-1 depthwise convs' input gradient as the flipped-kernel conv
-(``layers.conv``) against torch's own backward. ``--change max-pool``: DARTS max pools channels-last
-(``layers.pooling.MaxPool2d``) against ``nn.MaxPool2d``. ``--change pool-norm``: DARTS pool + BN terms that
-recompute in backward (``layers.pool_norm``) against autograd's. ``--change shared-relu``: one ReLU per input
-tensor (``layers.relu``) against one per op. Each round runs every mode in both versions
-(one unmeasured step, two measured); prints the median and fastest step of each and WE / largest.
+Changes, each against what it replaced:
+
+- ``depthwise-grad``: stride-1 depthwise convs' input gradient as the flipped-kernel conv (``layers.conv``),
+  against torch's own backward.
+- ``max-pool``: DARTS max pools channels-last (``layers.pooling.MaxPool2d``), against ``nn.MaxPool2d``.
+- ``pool-norm``: DARTS pool + BN terms that recompute in backward (``layers.pool_norm``), against autograd's.
+- ``shared-relu``: one ReLU per input tensor (``layers.relu``), against one per op.
+- ``separable-max``: a stride-1 max pool that needs no gradient (the pool + norm forward) as a separable
+  max, against the channels-last kernel.
+
+Each round runs every mode in both versions (one unmeasured step, two measured); prints the median and
+fastest step of each and WE / largest.
 
 Usage: python benchmarks/speedup_ab.py --change depthwise-grad --space toy_cell [--rounds 6]
        python benchmarks/speedup_ab.py --change max-pool --space darts --modes we [--rounds 4]
@@ -44,6 +50,13 @@ def switches(change: str) -> Callable[[bool], None]:
                 module.shared_relu = relu.shared_relu if on else torch.relu
 
         return turn_relu
+    if change == "separable-max":
+        separable = pooling.MaxPool2d._separable
+
+        def turn_separable(on: bool) -> None:
+            pooling.MaxPool2d._separable = separable if on else (lambda self: False)
+
+        return turn_separable
     if change == "pool-norm":
         lean = pool_norm.PoolNorm.weighted
 
@@ -61,7 +74,7 @@ def switches(change: str) -> Callable[[bool], None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    changes = ["depthwise-grad", "max-pool", "pool-norm", "shared-relu"]
+    changes = ["depthwise-grad", "max-pool", "pool-norm", "shared-relu", "separable-max"]
     parser.add_argument("--change", choices=changes, required=True)
     parser.add_argument("--space", required=True)
     parser.add_argument("--modes", nargs="+", default=["we", "largest"], choices=["we", "ws", "largest"])

@@ -114,3 +114,16 @@ def test_max_pool_equals_torch_forward_and_backward(stride, shape):
     channels_last = x.detach().contiguous(memory_format=torch.channels_last)
     assert torch.equal(ours(channels_last), reference(channels_last))
     assert ours.state_dict() == {} and repr(ours) == repr(reference)
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("shape", [(3, 5, 9, 9), (2, 4, 8, 7), (1, 2, 2, 3)])
+def test_max_pool_without_gradient_is_the_separable_max(kernel, shape):
+    from tanglenas_cli.layers.pooling import separable_max
+
+    torch.manual_seed(0)
+    x = torch.randn(*shape) - 3.0  # all negative: the -inf padding must never win
+    reference = nn.MaxPool2d(kernel, stride=1, padding=kernel // 2)
+    assert torch.equal(separable_max(x, kernel), reference(x))
+    with torch.no_grad():
+        assert torch.equal(MaxPool2d(kernel, stride=1, padding=kernel // 2)(x.requires_grad_()), reference(x))

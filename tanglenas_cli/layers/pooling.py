@@ -136,11 +136,33 @@ def skip_pool_mix(x: Tensor, w_skip: Tensor, w_pool: Tensor, pool: BoxAvgPool2d,
     return _SkipPoolMix.apply(x, w_skip, w_pool, pool.inverse_counts(x), pool.kernel_size, *addends)
 
 
+def separable_max(x: Tensor, kernel_size: int) -> Tensor:
+    """Return the stride-1 "same" max pool of ``x`` (padding ``kernel_size // 2``) as a max over rows of a
+    max over columns: exactly ``F.max_pool2d``'s values, without indices (so without a backward)."""
+    pad, (height, width) = kernel_size // 2, x.shape[-2:]
+    padded = F.pad(x, (pad, pad, pad, pad), value=float("-inf"))
+    rows = padded[..., :, :width]
+    for shift in range(1, kernel_size):
+        rows = torch.maximum(rows, padded[..., :, shift : shift + width])
+    pooled = rows[..., :height, :]
+    for shift in range(1, kernel_size):
+        pooled = torch.maximum(pooled, rows[..., shift : shift + height, :])
+    return pooled
+
+
 class MaxPool2d(nn.MaxPool2d):
-    """``nn.MaxPool2d`` (same arguments, no state) that pools a channels-first CPU input channels-last."""
+    """``nn.MaxPool2d`` (same arguments, no state) that pools a channels-first CPU input channels-last;
+    a stride-1 "same" pool that needs no gradient is :func:`separable_max` (about 2-6x faster still)."""
 
     def forward(self, x: Tensor) -> Tensor:
         if (x.dim() != 4 or x.device.type != "cpu" or self.return_indices
                 or x.is_contiguous(memory_format=torch.channels_last)):  # fmt: skip
             return super().forward(x)
+        if self._separable() and not (torch.is_grad_enabled() and x.requires_grad):
+            return separable_max(x, self.kernel_size)
         return super().forward(x.contiguous(memory_format=torch.channels_last)).contiguous()
+
+    def _separable(self) -> bool:
+        k = self.kernel_size
+        same = isinstance(k, int) and k % 2 == 1 and self.padding in (k // 2, (k // 2,) * 2)
+        return same and self.stride in (1, (1, 1)) and self.dilation in (1, (1, 1)) and not self.ceil_mode
