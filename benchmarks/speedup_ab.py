@@ -9,6 +9,8 @@ Changes, each against what it replaced:
 - ``shared-relu``: one ReLU per input tensor (``layers.relu``), against one per op.
 - ``separable-max``: a stride-1 max pool that needs no gradient (the pool + norm forward) as a separable
   max, against the channels-last kernel.
+- ``two-phases``: DARTS' FactorizedReduce as one 2-group conv of two pixel phases (``layers.phases``),
+  against padding, shifting, two strided convs and a concatenation.
 
 Each round runs every mode in both versions (one unmeasured step, two measured); prints the median and
 fastest step of each and WE / largest.
@@ -57,6 +59,13 @@ def switches(change: str) -> Callable[[bool], None]:
             pooling.MaxPool2d._separable = separable if on else (lambda self: False)
 
         return turn_separable
+    if change == "two-phases":
+        one_conv = darts_cells.FactorizedReduce._one_conv
+
+        def turn_phases(on: bool) -> None:
+            darts_cells.FactorizedReduce._one_conv = one_conv if on else (lambda self, x: False)
+
+        return turn_phases
     if change == "pool-norm":
         lean = pool_norm.PoolNorm.weighted
 
@@ -74,7 +83,7 @@ def switches(change: str) -> Callable[[bool], None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    changes = ["depthwise-grad", "max-pool", "pool-norm", "shared-relu", "separable-max"]
+    changes = ["depthwise-grad", "max-pool", "pool-norm", "shared-relu", "separable-max", "two-phases"]
     parser.add_argument("--change", choices=changes, required=True)
     parser.add_argument("--space", required=True)
     parser.add_argument("--modes", nargs="+", default=["we", "largest"], choices=["we", "ws", "largest"])

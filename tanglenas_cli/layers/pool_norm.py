@@ -3,49 +3,69 @@
 In a supernet edge a pooling op enters the mixture as ``w * BN(pool(x))``. Autograd keeps three
 tensors of that term for the backward pass: the pool's own (a max pool's indices, int64, twice the size
 of ``x``), the BN input and the BN output (for the gradient of ``w``). :meth:`PoolNorm.weighted` keeps
-none of them, only ``x`` (which the edge's other ops keep anyway): the backward pass recomputes the pool
-and the normalisation from ``x`` and back-propagates through them. The normalisation uses the same
-batch statistics (or the running ones, in eval mode); the running statistics are updated once, in the
-forward pass. On a DARTS WE edge that is 5 of about 17 input-sized tensors.
+none of them, only ``x`` (which the edge's other ops keep anyway) and the batch's per-channel mean and
+1 / std: the backward pass recomputes the pool from ``x``. The term is computed as a batch norm whose
+scale is ``w`` in every channel, so ATen's fused batch-norm kernels give the weighted output in one pass
+and, in the backward, the pooled input's gradient and ``w``'s (the sum of the scale's) in one more; no
+normalised copy, product or dot. The running statistics are updated once, in the forward pass. On a
+DARTS WE edge that is 5 of about 17 input-sized tensors.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd import Function
 
 
-def _normalize(norm: nn.BatchNorm2d, pooled: Tensor) -> Tensor:
-    """Return ``norm(pooled)`` without touching its running statistics."""
-    batch_stats = norm.training or not norm.track_running_stats
-    mean, var = (None, None) if batch_stats else (norm.running_mean, norm.running_var)
-    return F.batch_norm(pooled, mean, var, None, None, batch_stats, 0.0, norm.eps)
+def _norm_arguments(norm: nn.BatchNorm2d) -> tuple[Tensor | None, Tensor | None, bool, float]:
+    """Return (running mean, running var, batch statistics?, momentum) as ``nn.BatchNorm2d`` passes them
+    to ``F.batch_norm``, counting the batch in ``num_batches_tracked`` as it does."""
+    momentum = 0.0 if norm.momentum is None else norm.momentum
+    if norm.training and norm.track_running_stats and norm.num_batches_tracked is not None:
+        norm.num_batches_tracked.add_(1)
+        momentum = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
+    batch_stats = norm.training or (norm.running_mean is None and norm.running_var is None)
+    keeps_running = not norm.training or norm.track_running_stats
+    mean, var = (norm.running_mean, norm.running_var) if keeps_running else (None, None)
+    return mean, var, batch_stats, momentum
 
 
 class _WeightedPoolNorm(Function):
+    """``w * BN(pool(x))`` as a batch norm whose scale is ``w`` in every channel: ATen's fused kernels
+    give the output, and in the backward the gradients of the pooled input and of ``w`` at once."""
+
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, module: PoolNorm) -> Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.module = module
-        return module(x).mul_(weight.to(x.dtype))  # the BN updates its running statistics here, once
+        pool, norm = module
+        pooled = pool(x)
+        mean, var, batch_stats, momentum = _norm_arguments(norm)
+        scale = weight.to(x.dtype).reshape(1).expand(x.shape[1]).contiguous()
+        out, save_mean, save_invstd = torch.ops.aten.native_batch_norm(
+            pooled, scale, None, mean, var, batch_stats, momentum, norm.eps
+        )  # the running statistics are updated here, once
+        ctx.save_for_backward(x, weight, save_mean, save_invstd)
+        ctx.module, ctx.batch_stats = module, batch_stats
+        # eval mode normalises with the running statistics: keep the ones this forward used
+        ctx.running = None if batch_stats else (mean.clone(), var.clone())  # type: ignore[union-attr]
+        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        x, weight = ctx.saved_tensors
+        x, weight, save_mean, save_invstd = ctx.saved_tensors
         pool, norm = ctx.module
         need_x, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        with torch.enable_grad():
+        with torch.set_grad_enabled(need_x):
             leaf = x.detach().requires_grad_(need_x)
-            normalized = _normalize(norm, pool(leaf))
-        grad_weight = None
-        if need_weight:
-            grad_weight = torch.dot(grad.reshape(-1), normalized.detach().reshape(-1))
-            grad_weight = grad_weight.reshape(weight.shape).to(weight.dtype)
-        grad_x = None
-        if need_x:
-            (grad_x,) = torch.autograd.grad(normalized, leaf, grad * weight.to(grad.dtype))
+            pooled = pool(leaf)
+        scale = weight.to(x.dtype).reshape(1).expand(x.shape[1]).contiguous()
+        mean, var = ctx.running or (None, None)
+        grad_pooled, grad_scale, _ = torch.ops.aten.native_batch_norm_backward(
+            grad.contiguous(), pooled.detach(), scale, mean, var, save_mean, save_invstd, ctx.batch_stats,
+            norm.eps, [need_x, need_weight, False],
+        )  # fmt: skip
+        grad_weight = grad_scale.sum().reshape(weight.shape).to(weight.dtype) if need_weight else None
+        grad_x = torch.autograd.grad(pooled, leaf, grad_pooled)[0] if need_x else None
         return grad_x, grad_weight, None
 
 

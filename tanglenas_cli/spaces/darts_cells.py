@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tanglenas_cli.layers.conv import Conv2d
+from tanglenas_cli.layers.phases import two_phases
 from tanglenas_cli.layers.pool_norm import PoolNorm
 from tanglenas_cli.layers.pooling import BoxAvgPool2d, MaxPool2d
 from tanglenas_cli.layers.relu import SharedReLU, shared_relu
@@ -61,9 +62,17 @@ class FactorizedReduce(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = shared_relu(x)
+        if self._one_conv(x):  # one 2-group conv of the two pixel phases the strided convs read
+            weight = torch.cat([self.conv_1.weight, self.conv_2.weight])
+            return self.bn(F.conv2d(two_phases(x), weight, groups=2))
         # padding one row/column before shifting keeps odd sizes aligned (same result for even sizes)
         shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+
+    def _one_conv(self, x: Tensor) -> bool:
+        """Whether to run the two convs as one (``layers.phases``): equal halves, eager mode."""
+        same_halves = self.conv_1.weight.shape == self.conv_2.weight.shape
+        return same_halves and x.dim() == 4 and not torch.compiler.is_compiling()
 
 
 def make_op(name: str, channels: int, stride: int, affine: bool, pool_norm: bool = False) -> nn.Module:
