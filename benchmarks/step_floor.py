@@ -10,8 +10,8 @@ Dropped candidates become ``Zero`` ops (which a mixed edge skips); a dropped ent
 
 Each run builds the three steps afresh, warms them up, then runs ``--rounds`` rounds of one step of
 each; it records the median and the fastest step of each. Rows go to
-``benchmarks/results/step_floor.csv`` (finished (space, run) rows are kept: an interrupted table resumes)
-and the min / median / max over runs to ``benchmarks/results/step_floor.md``.
+``benchmarks/results/step_floor.csv`` (finished (space, dropped, run) rows are kept: an interrupted
+table resumes) and the min / median / max over runs to ``benchmarks/results/step_floor.md``.
 
 Usage: python benchmarks/step_floor.py [--spaces darts nb201 toy_cell] [--runs 3] [--rounds 6]
        [--drop NAME ...]
@@ -111,15 +111,15 @@ def write_table(rows: list[dict[str, str]], path: Path) -> str:
         "| space | dropped | runs | WE | WE without them | their cost | WE, fastest | without, fastest |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for space in dict.fromkeys(row["space"] for row in rows):
-        mine = [row for row in rows if row["space"] == space]
+    for space, dropped in dict.fromkeys((row["space"], row["dropped"]) for row in rows):
+        mine = [row for row in rows if (row["space"], row["dropped"]) == (space, dropped)]
         ratio = {
             key: [float(r[f"{key}_s"]) / float(r["largest_s"]) for r in mine] for key in ("we", "without")
         }
         fastest = {key: [float(r[f"{key}_min_s"]) / float(r["largest_min_s"]) for r in mine]
                    for key in ("we", "without")}  # fmt: skip
         cost = [we - without for we, without in zip(ratio["we"], ratio["without"], strict=True)]
-        lines.append(f"| {space} | {mine[0]['dropped']} | {len(mine)} | {spread(ratio['we'])} | "
+        lines.append(f"| {space} | {dropped} | {len(mine)} | {spread(ratio['we'])} | "
                      f"{spread(ratio['without'])} | {spread(cost)} | {spread(fastest['we'])} | "
                      f"{spread(fastest['without'])} |")  # fmt: skip
     text = "\n".join(lines) + "\n"
@@ -145,10 +145,11 @@ def main() -> None:
         if not dropped:
             raise SystemExit(f"say which {space} candidates to drop (--drop)")
         for run in range(args.runs):
-            if any(row["space"] == space and int(row["run"]) == run for row in rows):
+            label = " ".join(dropped)
+            if any((row["space"], row["dropped"], int(row["run"])) == (space, label, run) for row in rows):
                 continue
             result = measure(space, dropped, args.rounds)
-            row = {"space": space, "run": str(run), "dropped": " ".join(dropped), "device": "cpu"}
+            row = {"space": space, "run": str(run), "dropped": label}
             row.update({key: f"{value:.4f}" for key, value in result.items()})
             row["device"] = f"cpu ({torch.get_num_threads()} threads)"
             rows.append(row)
