@@ -9,6 +9,8 @@ Changes, each against what it replaced:
 - ``shared-relu``: one ReLU per input tensor (``layers.relu``), against one per op.
 - ``separable-max``: a stride-1 max pool that needs no gradient (the pool + norm forward) as a separable
   max, against the channels-last kernel.
+- ``per-tap-wgrad``: stride-1 depthwise weight gradients on maps above 400 pixels as one reduction per
+  kernel tap (``layers.conv.depthwise_weight_grad``), against ATen's.
 - ``two-phases``: DARTS' FactorizedReduce as one 2-group conv of two pixel phases (``layers.phases``),
   against padding, shifting, two strided convs and a concatenation.
 
@@ -59,6 +61,13 @@ def switches(change: str) -> Callable[[bool], None]:
             pooling.MaxPool2d._separable = separable if on else (lambda self: False)
 
         return turn_separable
+    if change == "per-tap-wgrad":
+        threshold = conv.PER_TAP_PIXELS
+
+        def turn_taps(on: bool) -> None:
+            conv.PER_TAP_PIXELS = threshold if on else 10**12
+
+        return turn_taps
     if change == "two-phases":
         one_conv = darts_cells.FactorizedReduce._one_conv
 
@@ -83,7 +92,15 @@ def switches(change: str) -> Callable[[bool], None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    changes = ["depthwise-grad", "max-pool", "pool-norm", "shared-relu", "separable-max", "two-phases"]
+    changes = [
+        "depthwise-grad",
+        "max-pool",
+        "pool-norm",
+        "shared-relu",
+        "separable-max",
+        "two-phases",
+        "per-tap-wgrad",
+    ]
     parser.add_argument("--change", choices=changes, required=True)
     parser.add_argument("--space", required=True)
     parser.add_argument("--modes", nargs="+", default=["we", "largest"], choices=["we", "ws", "largest"])

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tanglenas_cli.layers import conv
 from tanglenas_cli.layers.conv import Conv2d, conv2d
 
 
@@ -73,3 +74,26 @@ def test_same_depthwise_conv_under_cpu_autocast_is_torchs_own():
     assert output.dtype == torch.bfloat16 and type(output.grad_fn).__name__ != "_SameDepthwiseBackward"
     output.float().sum().backward()  # bf16 output gradient, fp32 weights: no dtype mismatch
     assert x.grad.dtype == torch.float32 and weight.grad.dtype == torch.float32
+
+
+@pytest.mark.parametrize("kernel, dilation", [(3, 1), (5, 1), (5, 2)])
+@pytest.mark.parametrize("size", [(21, 23), (6, 5)])
+def test_depthwise_weight_grad_per_tap_equals_atens(kernel, dilation, size, monkeypatch):
+    """Above PER_TAP_PIXELS the weight gradient is the per-tap sum; it equals ATen's (float64)."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, *size, dtype=torch.float64)
+    grad = torch.randn_like(x)
+    padding = dilation * (kernel // 2)
+    weight = torch.randn(4, 1, kernel, kernel, dtype=torch.float64)
+    ours = conv.depthwise_weight_grad(grad, x, kernel, padding, dilation)
+    aten = torch.ops.aten.convolution_backward(
+        grad, x, weight, None, [1, 1], [padding, padding], [dilation, dilation], False, [0, 0], 4,
+        [False, True, False],
+    )[1]  # fmt: skip
+    torch.testing.assert_close(ours, aten)
+    monkeypatch.setattr(conv, "PER_TAP_PIXELS", 0)  # the module's backward takes the per-tap path
+    leaf = x.clone().requires_grad_()
+    weight.requires_grad_()
+    output = conv2d(leaf, weight, None, 1, padding, dilation, 4)
+    assert type(output.grad_fn).__name__ == "_SameDepthwiseBackward"
+    assert torch.autograd.gradcheck(lambda a, w: conv2d(a, w, None, 1, padding, dilation, 4), (leaf, weight))

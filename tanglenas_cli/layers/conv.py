@@ -8,8 +8,10 @@ all. DARTS-style reduction cells use exactly this op (``dil_conv`` with stride 2
 A stride-1 depthwise convolution with "same" padding has as input gradient the same convolution of the
 output gradient with the kernel flipped. On CPU that forward kernel is far faster than ATen's backward:
 for a dilated (2) 5x5 depthwise conv about 3x (14x14 pixels, 32 channels) to 50x (7x7, 64 channels),
-and 4x for an undilated 5x5 at 28x28. :class:`_SameDepthwise` computes it so; the weight gradient is
-autograd's own. DARTS-style cells (``sep_conv``, ``dil_conv``) are made of such convolutions.
+and 4x for an undilated 5x5 at 28x28. :class:`_SameDepthwise` computes it so. On maps above
+:data:`PER_TAP_PIXELS` its weight gradient is one reduction per kernel tap
+(:func:`depthwise_weight_grad`), below that ATen's. DARTS-style cells (``sep_conv``, ``dil_conv``) are
+made of such convolutions.
 
 An unpadded 1x1 convolution with stride s is likewise a 1x1 convolution of ``x[..., ::s, ::s]``.
 Computing it that way also avoids a oneDNN fault of torch 2.14 on CPU: the weight gradient of a
@@ -49,6 +51,26 @@ def _is_same_depthwise(x: Tensor, weight: Tensor, stride: int, padding: int, dil
     return stride == 1 and depthwise and square and on_cpu and eager
 
 
+PER_TAP_PIXELS = 400
+"""Above this many pixels a map's depthwise weight gradient is computed tap by tap (ATen's is 3x to 10x
+slower at 24x24 and 32x32, as fast at 16x16 and below)."""
+
+
+def depthwise_weight_grad(grad: Tensor, x: Tensor, kernel: int, padding: int, dilation: int) -> Tensor:
+    """Return the weight gradient of a stride-1 depthwise conv: for each of the ``kernel**2`` taps, the
+    per-channel sum of ``grad`` times the input shifted by that tap, on channel-major copies."""
+    channels, height, width = x.shape[1], x.shape[-2], x.shape[-1]
+    padded = F.pad(x, (padding,) * 4).transpose(0, 1).contiguous()
+    grad_by_channel = grad.transpose(0, 1).contiguous()
+    out = x.new_empty(channels, kernel, kernel)
+    for i in range(kernel):
+        rows = padded[:, :, dilation * i : dilation * i + height]
+        for j in range(kernel):
+            tap = rows[..., dilation * j : dilation * j + width]
+            out[:, i, j] = (grad_by_channel * tap).sum((1, 2, 3))
+    return out.unsqueeze(1)
+
+
 class _SameDepthwise(torch.autograd.Function):
     """A stride-1, "same"-padded depthwise conv whose input gradient is the flipped-kernel conv."""
 
@@ -65,7 +87,9 @@ class _SameDepthwise(torch.autograd.Function):
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_x = F.conv2d(grad, weight.flip(-1, -2), None, 1, padding, dilation, channels)
-        if ctx.needs_input_grad[1]:
+        if ctx.needs_input_grad[1] and x.shape[-1] * x.shape[-2] > PER_TAP_PIXELS:
+            grad_weight = depthwise_weight_grad(grad, x, weight.shape[-1], padding, dilation)
+        elif ctx.needs_input_grad[1]:
             grad_weight = torch.ops.aten.convolution_backward(
                 grad, x, weight, None, [1, 1], [padding, padding], [dilation, dilation], False, [0, 0],
                 channels, [False, True, False],
