@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from tanglenas_cli.engine.profile import ModeStep
+from tanglenas_cli.errors import UserError
 from tanglenas_cli.nas.mixed_op import MixedOp, Zero
 
 DROPPED = {
@@ -68,7 +69,7 @@ def drop_candidates(model: nn.Module, names: set[str]) -> int:
         for number, indices in enumerate(edge._group_indices):
             group = set(indices.tolist())
             if group & picked and not group <= picked:
-                raise SystemExit(f"drop all of the group {[candidates[i] for i in sorted(group)]} or none")
+                raise ValueError(f"drop all of the group {[candidates[i] for i in sorted(group)]} or none")
             if group <= picked:
                 edge.groups[number] = zero_like(edge.groups[number])
         if edge._skip_pool is not None and set(edge._skip_pool) & picked:
@@ -82,7 +83,7 @@ def measure(space: str, dropped: tuple[str, ...], rounds: int) -> dict[str, floa
     steps = {name: ModeStep(space, mode, "drnas", 64, {})
              for name, mode in (("we", "we"), ("without", "we"), ("largest", "largest"))}  # fmt: skip
     if not drop_candidates(steps["without"].model, set(dropped)):
-        raise SystemExit(f"no {space} edge has a candidate called {', '.join(dropped)}")
+        raise ValueError(f"no {space} edge has a candidate called {', '.join(dropped)}")
     times: dict[str, list[float]] = {name: [] for name in steps}
     for step in steps.values():
         step()
@@ -143,12 +144,15 @@ def main() -> None:
     for space in args.spaces:
         dropped = tuple(args.drop or DROPPED.get(space, ()))
         if not dropped:
-            raise SystemExit(f"say which {space} candidates to drop (--drop)")
+            parser.error(f"say which {space} candidates to drop (--drop)")
         for run in range(args.runs):
             label = " ".join(dropped)
             if any((row["space"], row["dropped"], int(row["run"])) == (space, label, run) for row in rows):
                 continue
-            result = measure(space, dropped, args.rounds)
+            try:
+                result = measure(space, dropped, args.rounds)
+            except (UserError, ValueError) as error:  # unknown space or candidate: one line, exit 2
+                parser.error(str(error))
             row = {"space": space, "run": str(run), "dropped": label}
             row.update({key: f"{value:.4f}" for key, value in result.items()})
             row["device"] = f"cpu ({torch.get_num_threads()} threads)"

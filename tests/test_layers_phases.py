@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from tanglenas_cli.layers.phases import two_phases
+from tanglenas_cli.spaces import darts_cells
 from tanglenas_cli.spaces.darts_cells import FactorizedReduce
 
 
@@ -26,11 +27,14 @@ def test_two_phases_and_gradient_equal_the_formula(size):
 
 
 @pytest.mark.parametrize("size", [16, 15])
-def test_factorized_reduce_equals_two_strided_convs(size):
+def test_factorized_reduce_equals_two_strided_convs(size, monkeypatch):
     torch.manual_seed(0)
     reduce = FactorizedReduce(6, 8, affine=True).double()
     x = torch.randn(4, 6, size, size, dtype=torch.float64, requires_grad=True)
+    calls = []
+    monkeypatch.setattr(darts_cells, "two_phases", lambda t: calls.append(t) or two_phases(t))
     out = reduce(x)
+    assert len(calls) == 1  # the one-conv path ran
     relu = x.relu()
     shifted = F.pad(relu, (0, 1, 0, 1))[:, :, 1:, 1:]
     halves = [F.conv2d(relu, reduce.conv_1.weight, stride=2),

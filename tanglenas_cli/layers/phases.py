@@ -4,9 +4,8 @@ DARTS' ``FactorizedReduce`` concatenates a stride-2 1x1 conv of ``x`` and one of
 pixel (zero-padded at the end). Those convs read only the (even, even) and the (odd, odd) pixels of
 ``x``. :func:`two_phases` copies exactly those into one ``(N, 2C, ceil(H/2), ceil(W/2))`` tensor (the odd
 phase zero-padded where ``H`` or ``W`` is odd), so one 2-group 1x1 conv gives the concatenation. Its
-backward writes both phases into one zero tensor. Against padding, shifting, two strided convs and a
-concatenation, a forward and backward on CPU is about 1.5x (16x16, 64 channels) to 2.5x (8x8,
-128 channels) faster, and allocates one input-sized tensor instead of four.
+backward writes both phases into one zero tensor; no padded copy of ``x`` is made or kept
+(``benchmarks/speedup_ab.py --change two-phases`` times it in the DARTS step).
 """
 
 from __future__ import annotations
