@@ -13,6 +13,8 @@ Changes, each against what it replaced:
   kernel tap (``layers.conv.depthwise_weight_grad``), against ATen's.
 - ``two-phases``: DARTS' FactorizedReduce as one 2-group conv of two pixel phases (``layers.phases``),
   against padding, shifting, two strided convs and a concatenation.
+- ``node-pool``: the NB201 edges into one node share one skip + pool term (one box sum; the pool is
+  linear), against one term per edge that adds the node's sum so far into its output.
 
 Each round runs every mode in both versions (one unmeasured step, two measured); prints the median and
 fastest step of each and WE / largest.
@@ -33,6 +35,7 @@ from torch import nn
 
 from tanglenas_cli.engine.profile import ModeStep
 from tanglenas_cli.layers import conv, pool_norm, pooling, relu
+from tanglenas_cli.nas.mixed_op import MixedOp, Zero
 from tanglenas_cli.spaces import darts_cells, nb201
 
 
@@ -75,6 +78,13 @@ def switches(change: str) -> Callable[[bool], None]:
             darts_cells.FactorizedReduce._one_conv = one_conv if on else (lambda self, x: False)
 
         return turn_phases
+    if change == "node-pool":
+        shared = nb201.Cell.forward
+
+        def turn_node(on: bool) -> None:
+            nb201.Cell.forward = shared if on else _cell_forward_per_edge
+
+        return turn_node
     if change == "pool-norm":
         lean = pool_norm.PoolNorm.weighted
 
@@ -90,6 +100,22 @@ def switches(change: str) -> Callable[[bool], None]:
     return turn_pool
 
 
+def _cell_forward_per_edge(cell: nb201.Cell, x: torch.Tensor) -> torch.Tensor:
+    """NB201's cell before ``node-pool``: each supernet edge adds the node's sum so far into its output."""
+    nodes = [x]
+    for node in (1, 2, 3):
+        total = None
+        for edge, (target, source) in zip(cell.edges, nb201.EDGES, strict=True):
+            if target == node and not isinstance(edge, Zero):
+                if total is not None and isinstance(edge, MixedOp):
+                    total = edge(nodes[source], into=total)
+                else:
+                    term = edge(nodes[source])
+                    total = term if total is None else total + term
+        nodes.append(total if total is not None else nodes[0] * 0)
+    return nodes[3]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     changes = [
@@ -100,6 +126,7 @@ def main() -> None:
         "separable-max",
         "two-phases",
         "per-tap-wgrad",
+        "node-pool",
     ]
     parser.add_argument("--change", choices=changes, required=True)
     parser.add_argument("--space", required=True)

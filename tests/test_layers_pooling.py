@@ -22,7 +22,7 @@ def test_box_pool_equals_avg_pool(stride, size, kernel):
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_skip_pool_mix_equals_weighted_sum(channels_last):
-    from tanglenas_cli.layers.pooling import skip_pool_mix
+    from tanglenas_cli.layers.pooling import SkipPoolSource, skip_pool_mix
 
     x = torch.randn(2, 4, 9, 8, dtype=torch.float64)
     if channels_last:
@@ -31,7 +31,7 @@ def test_skip_pool_mix_equals_weighted_sum(channels_last):
     weights = torch.tensor([0.3, -0.7], dtype=torch.float64, requires_grad=True)
     pool = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
     expected = weights[0] * x + weights[1] * pool(x)
-    actual = skip_pool_mix(x, weights[0], weights[1], BoxAvgPool2d(3))
+    actual = skip_pool_mix([SkipPoolSource(x, weights[0], weights[1], BoxAvgPool2d(3))])
     torch.testing.assert_close(actual, expected)
     upstream = torch.randn_like(expected)
     grads_expected = torch.autograd.grad(expected, (x, weights), upstream)
@@ -62,20 +62,58 @@ def test_mixed_op_fuses_skip_and_pool_without_changing_results():
 
 
 def test_skip_pool_mix_adds_its_addends_and_passes_them_the_gradient():
-    from tanglenas_cli.layers.pooling import skip_pool_mix
+    from tanglenas_cli.layers.pooling import SkipPoolSource, skip_pool_mix
 
     x = torch.randn(2, 4, 7, 6, dtype=torch.float64, requires_grad=True)
     a, b = (torch.randn_like(x).requires_grad_() for _ in range(2))
     weights = torch.tensor([0.6, 0.25], dtype=torch.float64, requires_grad=True)
     pool = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
     expected = weights[0] * x + weights[1] * pool(x) + a + b
-    actual = skip_pool_mix(x, weights[0], weights[1], BoxAvgPool2d(3), a, b)
+    actual = skip_pool_mix([SkipPoolSource(x, weights[0], weights[1], BoxAvgPool2d(3))], a, b)
     torch.testing.assert_close(actual, expected)
     upstream = torch.randn_like(expected)
     inputs = (x, weights, a, b)
     for got, want in zip(torch.autograd.grad(actual, inputs, upstream),
                          torch.autograd.grad(expected, inputs, upstream), strict=True):  # fmt: skip
         torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_skip_pool_mix_of_several_sources_shares_one_pool(channels_last, monkeypatch):
+    import tanglenas_cli.layers.pooling as pooling
+    from tanglenas_cli.layers.pooling import SkipPoolSource, skip_pool_mix
+
+    torch.manual_seed(0)
+    xs = [torch.randn(2, 4, 7, 6, dtype=torch.float64) for _ in range(3)]
+    if channels_last:
+        xs = [x.to(memory_format=torch.channels_last) for x in xs]
+    xs = [x.requires_grad_() for x in xs]
+    addend = torch.randn(2, 4, 7, 6, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    pool = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+    expected = sum(w[0] * x + w[1] * pool(x) for x, w in zip(xs, weights, strict=True)) + addend
+    sources = [SkipPoolSource(x, w[0], w[1], BoxAvgPool2d(3)) for x, w in zip(xs, weights, strict=True)]
+    sources[0].pool.inverse_counts(xs[0])  # cached: not counted below
+    calls, box_sum = [], pooling.box_sum
+    monkeypatch.setattr(pooling, "box_sum", lambda *args: calls.append(1) or box_sum(*args))
+    actual = skip_pool_mix(sources, addend)
+    torch.testing.assert_close(actual, expected)
+    upstream = torch.randn_like(expected)
+    inputs = (*xs, weights, addend)
+    for got, want in zip(torch.autograd.grad(actual, inputs, upstream),
+                         torch.autograd.grad(expected, inputs, upstream), strict=True):  # fmt: skip
+        torch.testing.assert_close(got, want)
+    assert len(calls) == 2  # one box sum forward, one backward, for all three sources
+
+
+def test_skip_pool_mix_refuses_pools_it_cannot_share():
+    from tanglenas_cli.layers.pooling import SkipPoolSource, skip_pool_mix
+
+    x, w = torch.randn(1, 2, 5, 5), torch.tensor(0.5)
+    with pytest.raises(ValueError, match="one kernel size"):
+        skip_pool_mix([SkipPoolSource(x, w, w, BoxAvgPool2d(3)), SkipPoolSource(x, w, w, BoxAvgPool2d(5))])
+    with pytest.raises(ValueError, match="stride-1"):
+        skip_pool_mix([SkipPoolSource(x, w, w, BoxAvgPool2d(3, 2))])
 
 
 @pytest.mark.parametrize("one_hot", [False, True])

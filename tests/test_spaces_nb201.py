@@ -206,3 +206,35 @@ def test_the_cells_that_ignore_their_input_are_the_benchmarks_chance_scorers():
     outputs = used(torch.randn(2, 3, 12, 12))
     assert not torch.allclose(outputs[0], outputs[1])
     assert not space.ignores_input(parse_arch_string(BEST))
+
+
+@pytest.mark.parametrize("entangle", [True, False])
+def test_supernet_cell_equals_the_sum_of_its_edges(entangle):
+    """The edges into a node share one skip + pool term; the node is still the sum of its edges."""
+    from tanglenas_cli.nas.mixed_op import MixedOp
+    from tanglenas_cli.spaces.nb201 import EDGES, Cell
+
+    torch.manual_seed(0)
+    supernet = small().build_supernet(entangle).double()
+    make_sampler("drnas").sample(choices_by_name(supernet).values())
+    cell = next(layer for layer in supernet.layers if isinstance(layer, Cell))
+    assert all(isinstance(edge, MixedOp) for edge in cell.edges)
+    x = torch.randn(2, 4, 16, 16, dtype=torch.float64, requires_grad=True)
+    nodes = [x]
+    for node in (1, 2, 3):
+        terms = [edge(nodes[source]) for edge, (target, source) in zip(cell.edges, EDGES, strict=True)
+                 if target == node]  # fmt: skip
+        nodes.append(sum(terms[1:], terms[0]))
+    expected, actual = nodes[3], cell(x)
+    torch.testing.assert_close(actual, expected)
+    upstream = torch.randn_like(expected)
+    inputs = [x, *(p for p in cell.parameters() if p.requires_grad)]
+    arch = [choice.mixing().weights for choice in choices_by_name(supernet).values()]
+    wanted = [*inputs, *arch]
+    got_all = torch.autograd.grad(actual, wanted, upstream, retain_graph=True, allow_unused=True)
+    want_all = torch.autograd.grad(expected, wanted, upstream, allow_unused=True)
+    for got, want in zip(got_all, want_all, strict=True):
+        if want is None:
+            assert got is None
+        else:
+            torch.testing.assert_close(got, want)

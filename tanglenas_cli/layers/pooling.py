@@ -9,7 +9,9 @@ sum (stride 1) or a transposed box convolution (stride > 1).
 :func:`skip_pool_mix` computes ``w_skip * x + w_pool * avgpool(x)`` plus any tensors to add (the edge's
 other terms, the node's sum so far) as one autograd node that writes one new tensor and keeps only ``x``
 for the backward pass (no pooled tensor, no weighted intermediates, no partial sums). That is what a
-weight-entangled NB201 edge adds on top of its superposed convolution.
+weight-entangled NB201 edge adds on top of its superposed convolution. The pool is linear, so the edges
+into one node share it: ``sum_i w_pool_i * avgpool(x_i) = avgpool(sum_i w_pool_i * x_i)``, one box sum
+forward and one backward for the node instead of one per edge.
 
 :class:`MaxPool2d` is ``nn.MaxPool2d`` that, on CPU, pools a channels-first input in the channels-last
 layout and hands the result back channels-first: the same numbers, and about 1.2x (32x32, 16 channels)
@@ -18,6 +20,9 @@ ATen kernels). A DARTS supernet runs a max pool on each of its 112 edges.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -71,31 +76,64 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
     return torch.dot(a.reshape(-1), b.reshape(-1))
 
 
+class SkipPoolSource(NamedTuple):
+    """One edge's share of a fused skip + pool term: ``w_skip * x + w_pool * pool(x)``."""
+
+    x: Tensor
+    w_skip: Tensor
+    w_pool: Tensor
+    pool: BoxAvgPool2d
+
+
 class _SkipPoolMix(Function):
     @staticmethod
-    def forward(ctx, x: Tensor, w_skip: Tensor, w_pool: Tensor, inverse_counts: Tensor, kernel_size: int,
-                *addends: Tensor) -> Tensor:  # fmt: skip
-        ctx.save_for_backward(x, w_skip, w_pool, inverse_counts)
-        ctx.kernel_size, ctx.addends = kernel_size, len(addends)
-        total = box_sum(x, kernel_size)  # the only new tensor: every other term is added into it in place
-        total.mul_(inverse_counts * w_pool.to(inverse_counts.dtype)).addcmul_(x, w_skip.to(x.dtype))
-        for addend in addends:
+    def forward(ctx, inverse_counts: Tensor, kernel_size: int, count: int, *tensors: Tensor) -> Tensor:
+        xs, w_skips, w_pools = tensors[:count], tensors[count : 2 * count], tensors[2 * count : 3 * count]
+        ctx.save_for_backward(inverse_counts, *xs, *w_skips, *w_pools)
+        ctx.kernel_size, ctx.count, ctx.addends = kernel_size, count, len(tensors) - 3 * count
+        if count == 1:  # the box sum is the only new tensor: every other term is added into it in place
+            total = box_sum(xs[0], kernel_size)
+            total.mul_(inverse_counts * w_pools[0].to(inverse_counts.dtype))
+        else:  # the pool is linear: one box sum of the weighted sum of the sources
+            mixed = xs[0] * w_pools[0].to(xs[0].dtype)
+            for x, w_pool in zip(xs[1:], w_pools[1:], strict=True):
+                mixed.addcmul_(x, w_pool.to(x.dtype))
+            total = box_sum(mixed, kernel_size)
+            del mixed
+            total.mul_(inverse_counts)
+        for x, w_skip in zip(xs, w_skips, strict=True):
+            total.addcmul_(x, w_skip.to(x.dtype))
+        for addend in tensors[3 * count :]:
             total.add_(addend)
         return total
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        x, w_skip, w_pool, inverse_counts = ctx.saved_tensors
+        inverse_counts, *saved = ctx.saved_tensors
+        count = ctx.count
+        xs, w_skips, w_pools = saved[:count], saved[count : 2 * count], saved[2 * count :]
+        needs = ctx.needs_input_grad[3:]
         # <grad, w_pool * B(x) / n> = <B(grad / n), x> * w_pool: B is self-adjoint at stride 1.
         pooled_grad = box_sum(grad * inverse_counts, ctx.kernel_size)
-        grad_skip = _dot(grad, x).reshape(w_skip.shape).to(w_skip.dtype) if ctx.needs_input_grad[1] else None
-        grad_pool = (
-            _dot(pooled_grad, x).reshape(w_pool.shape).to(w_pool.dtype) if ctx.needs_input_grad[2] else None
-        )
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            grad_x = pooled_grad.mul_(w_pool.to(grad.dtype)).addcmul_(grad, w_skip.to(grad.dtype))
-        return (grad_x, grad_skip, grad_pool, None, None, *([grad] * ctx.addends))
+        grad_skips = [
+            _dot(grad, x).reshape(w.shape).to(w.dtype) if needs[count + i] else None
+            for i, (x, w) in enumerate(zip(xs, w_skips, strict=True))
+        ]
+        grad_pools = [
+            _dot(pooled_grad, x).reshape(w.shape).to(w.dtype) if needs[2 * count + i] else None
+            for i, (x, w) in enumerate(zip(xs, w_pools, strict=True))
+        ]
+        grad_xs: list[Tensor | None] = [None] * count
+        last = max((i for i in range(count) if needs[i]), default=None)
+        for i, (w_skip, w_pool) in enumerate(zip(w_skips, w_pools, strict=True)):
+            if needs[i]:  # the last source's gradient is written into the pooled gradient itself
+                scaled = (
+                    pooled_grad.mul_(w_pool.to(grad.dtype))
+                    if i == last
+                    else pooled_grad * w_pool.to(grad.dtype)
+                )
+                grad_xs[i] = scaled.addcmul_(grad, w_skip.to(grad.dtype))
+        return (None, None, None, *grad_xs, *grad_skips, *grad_pools, *([grad] * ctx.addends))
 
 
 class BoxAvgPool2d(nn.Module):
@@ -128,12 +166,18 @@ class BoxAvgPool2d(nn.Module):
         return _BoxAverage.apply(x, self.inverse_counts(x), self.kernel_size, self.stride)
 
 
-def skip_pool_mix(x: Tensor, w_skip: Tensor, w_pool: Tensor, pool: BoxAvgPool2d, *addends: Tensor) -> Tensor:
-    """Return ``w_skip * x + w_pool * pool(x) + sum(addends)`` (stride-1 ``pool``; addends shaped like
-    ``x``) as one new tensor, saving only ``x`` for backward."""
-    if pool.stride != 1:
-        raise ValueError("skip_pool_mix needs a stride-1 pool")
-    return _SkipPoolMix.apply(x, w_skip, w_pool, pool.inverse_counts(x), pool.kernel_size, *addends)
+def skip_pool_mix(sources: Sequence[SkipPoolSource], *addends: Tensor) -> Tensor:
+    """Return ``sum_i (w_skip_i * x_i + w_pool_i * pool_i(x_i)) + sum(addends)`` as one new tensor, saving
+    only the ``x_i`` for backward. The sources (e.g. the edges into one node) share one box sum forward and
+    one backward; their pools must be stride-1 with one kernel size, and every tensor has ``x``'s shape."""
+    if not sources:
+        raise ValueError("skip_pool_mix needs at least one source")
+    pool = sources[0].pool
+    if any(source.pool.stride != 1 or source.pool.kernel_size != pool.kernel_size for source in sources):
+        raise ValueError("skip_pool_mix needs stride-1 pools of one kernel size")
+    xs = [source.x for source in sources]
+    tensors = (*xs, *(source.w_skip for source in sources), *(source.w_pool for source in sources), *addends)
+    return _SkipPoolMix.apply(pool.inverse_counts(xs[0]), pool.kernel_size, len(sources), *tensors)
 
 
 def separable_max(x: Tensor, kernel_size: int) -> Tensor:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tanglenas_cli.layers.pool_norm import PoolNorm
-from tanglenas_cli.layers.pooling import BoxAvgPool2d, skip_pool_mix
+from tanglenas_cli.layers.pooling import BoxAvgPool2d, SkipPoolSource, skip_pool_mix
 from tanglenas_cli.nas.choices import WeightSource
 
 
@@ -119,6 +119,27 @@ class MixedOp(nn.Module):
             if self.straight_through_all and weights.requires_grad:
                 output = output + (weights.sum() - weights[index])  # = 0, with a gradient to every h_j
             return output if into is None else add_padded(into, output, self.pad_dim)
+        source, rest = self._split(x, weights)
+        if source is None:
+            return rest if into is None else add_padded(into, rest, self.pad_dim)
+        addends = [t for t in (rest, into) if t is not None]
+        if all(t.shape == x.shape for t in addends):
+            return skip_pool_mix([source], *addends)  # adds the other terms into its own new tensor
+        total = add_padded(rest, skip_pool_mix([source]), self.pad_dim)
+        return total if into is None else add_padded(into, total, self.pad_dim)
+
+    def split_skip_pool(self, x: Tensor) -> tuple[SkipPoolSource | None, Tensor | None]:
+        """Return this edge's fused skip + pool term, to be summed with other edges' (see
+        :func:`skip_pool_mix`), and the sum of its other terms. Without such a term (a one-hot mixing, no
+        identity + stride-1 average pool pair, or other terms shaped unlike ``x``) the first is None and
+        the second is the whole output."""
+        mixing = self.source.mixing()
+        if mixing.index is not None:
+            return None, self(x)
+        return self._split(x, mixing.weights)
+
+    def _split(self, x: Tensor, weights: Tensor) -> tuple[SkipPoolSource | None, Tensor | None]:
+        """The continuous mixture: (the skip + pool term or None, the sum of the other terms)."""
         total: Tensor | None = None
         fused = self._skip_pool or ()
         for index, op in enumerate(self.candidates):
@@ -126,18 +147,16 @@ class MixedOp(nn.Module):
                 total = add_padded(total, _weighted(op, x, weights[index]), self.pad_dim)
         for number in range(len(self.groups)):
             total = add_padded(total, self._group_output(number, x, weights), self.pad_dim)
-        addends = [t for t in (total, into) if t is not None]
-        if self._skip_pool is not None and all(t.shape == x.shape for t in addends):
-            skip, pool = self._skip_pool  # adds the other terms into its own new tensor
-            return skip_pool_mix(x, weights[skip], weights[pool], self.candidates[pool], *addends)
         if self._skip_pool is not None:
             skip, pool = self._skip_pool
-            total = add_padded(total, skip_pool_mix(x, weights[skip], weights[pool], self.candidates[pool]),
-                               self.pad_dim)  # fmt: skip
+            source = SkipPoolSource(x, weights[skip], weights[pool], self.candidates[pool])
+            if total is None or total.shape == x.shape:
+                return source, total
+            return None, add_padded(total, skip_pool_mix([source]), self.pad_dim)
         if total is None:  # every candidate is Zero
             zero_index = self._is_plain.index(True)
             total = self.candidates[zero_index](x) * weights.sum()
-        return total if into is None else add_padded(into, total, self.pad_dim)
+        return None, total
 
     def _group_output(self, number: int, x: Tensor, weights: Tensor) -> Tensor:
         output = self.groups[number](x)

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from tanglenas_cli.benchmarks.nb201_keys import NB201_BENCHMARK
 from tanglenas_cli.errors import UserError, check_name
 from tanglenas_cli.layers.conv import Conv2d
-from tanglenas_cli.layers.pooling import BoxAvgPool2d
+from tanglenas_cli.layers.pooling import BoxAvgPool2d, skip_pool_mix
 from tanglenas_cli.layers.relu import SharedReLU, shared_relu
 from tanglenas_cli.nas.choices import Choice, WeightSource
 from tanglenas_cli.nas.entangled import EntangledConv2d
@@ -118,7 +118,8 @@ def make_op(name: str, channels: int, options: NB201Options) -> nn.Module:
 
 
 class Cell(nn.Module):
-    """Node i = sum of its incoming edges; the output is node 3."""
+    """Node i = sum of its incoming edges; the output is node 3. The supernet edges into one node share
+    one fused skip + pool term (:func:`skip_pool_mix`: the average pool is linear)."""
 
     def __init__(self, edges: list[nn.Module]) -> None:
         super().__init__()
@@ -127,14 +128,21 @@ class Cell(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         nodes = [x]
         for node in (1, 2, 3):
-            total = None
+            total, sources, rests = None, [], []
             for edge, (target, source) in zip(self.edges, EDGES, strict=True):
-                if target == node and not isinstance(edge, Zero):
-                    if total is not None and isinstance(edge, MixedOp):
-                        total = edge(nodes[source], into=total)  # a supernet edge adds into its own output
-                    else:
-                        term = edge(nodes[source])
-                        total = term if total is None else total + term
+                if target != node or isinstance(edge, Zero):
+                    continue
+                if isinstance(edge, MixedOp):
+                    fused, term = edge.split_skip_pool(nodes[source])
+                    if fused is not None:
+                        sources.append(fused)
+                        rests += [term] if term is not None else []
+                        continue
+                else:
+                    term = edge(nodes[source])
+                total = term if total is None else total + term
+            if sources:  # adds the other terms into its own new tensor
+                total = skip_pool_mix(sources, *rests, *([total] if total is not None else []))
             nodes.append(total if total is not None else nodes[0] * 0)
         return nodes[3]
 
