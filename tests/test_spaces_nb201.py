@@ -208,15 +208,16 @@ def test_the_cells_that_ignore_their_input_are_the_benchmarks_chance_scorers():
     assert not space.ignores_input(parse_arch_string(BEST))
 
 
+@pytest.mark.parametrize("sampler", ["drnas", "gdas"])
 @pytest.mark.parametrize("entangle", [True, False])
-def test_supernet_cell_equals_the_sum_of_its_edges(entangle):
+def test_supernet_cell_equals_the_sum_of_its_edges(entangle, sampler):
     """The edges into a node share one skip + pool term; the node is still the sum of its edges."""
     from tanglenas_cli.nas.mixed_op import MixedOp
     from tanglenas_cli.spaces.nb201 import EDGES, Cell
 
     torch.manual_seed(0)
     supernet = small().build_supernet(entangle).double()
-    make_sampler("drnas").sample(choices_by_name(supernet).values())
+    make_sampler(sampler).sample(choices_by_name(supernet).values())
     cell = next(layer for layer in supernet.layers if isinstance(layer, Cell))
     assert all(isinstance(edge, MixedOp) for edge in cell.edges)
     x = torch.randn(2, 4, 16, 16, dtype=torch.float64, requires_grad=True)

@@ -128,21 +128,24 @@ class Cell(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         nodes = [x]
         for node in (1, 2, 3):
-            total, sources, rests = None, [], []
+            total, owned, sources = None, False, []
             for edge, (target, source) in zip(self.edges, EDGES, strict=True):
                 if target != node or isinstance(edge, Zero):
                     continue
                 if isinstance(edge, MixedOp):
                     fused, term = edge.split_skip_pool(nodes[source])
-                    if fused is not None:
-                        sources.append(fused)
-                        rests += [term] if term is not None else []
+                    sources += [fused] if fused is not None else []
+                    if term is None:
+                        continue
+                    if owned:  # a mixed edge's terms are new tensors: the node's sum is added into one
+                        total = total.add_(term)  # type: ignore[union-attr]
                         continue
                 else:
-                    term = edge(nodes[source])
+                    term = edge(nodes[source])  # may be an input itself (skip_connect)
+                owned = total is not None or isinstance(edge, MixedOp)
                 total = term if total is None else total + term
-            if sources:  # adds the other terms into its own new tensor
-                total = skip_pool_mix(sources, *rests, *([total] if total is not None else []))
+            if sources:  # adds the node's sum into its own new tensor
+                total = skip_pool_mix(sources, *([total] if total is not None else []))
             nodes.append(total if total is not None else nodes[0] * 0)
         return nodes[3]
 
