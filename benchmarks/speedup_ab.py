@@ -13,6 +13,8 @@ Changes, each against what it replaced:
   kernel tap (``layers.conv.depthwise_weight_grad``), against ATen's.
 - ``two-phases``: DARTS' FactorizedReduce as one 2-group conv of two pixel phases (``layers.phases``),
   against padding, shifting, two strided convs and a concatenation.
+- ``shared-mask``: layers of one geometry reading the same mixing weights (cells that share their
+  choices) share one superposition mask (``nas.superposition``), against one mask per layer.
 - ``node-pool``: the NB201 edges into one node share one skip + pool term (one box sum; the pool is
   linear), against one term per edge that adds the node's sum so far into its output.
 
@@ -35,6 +37,7 @@ from torch import nn
 
 from tanglenas_cli.engine.profile import ModeStep
 from tanglenas_cli.layers import conv, pool_norm, pooling, relu
+from tanglenas_cli.nas import superposition
 from tanglenas_cli.nas.mixed_op import MixedOp, Zero
 from tanglenas_cli.spaces import darts_cells, nb201
 
@@ -78,6 +81,13 @@ def switches(change: str) -> Callable[[bool], None]:
             darts_cells.FactorizedReduce._one_conv = one_conv if on else (lambda self, x: False)
 
         return turn_phases
+    if change == "shared-mask":
+        shared_mask = superposition.Superposition.mask
+
+        def turn_mask(on: bool) -> None:
+            superposition.Superposition.mask = shared_mask if on else superposition.Superposition._mask
+
+        return turn_mask
     if change == "node-pool":
         shared = nb201.Cell.forward
 
@@ -127,6 +137,7 @@ def main() -> None:
         "two-phases",
         "per-tap-wgrad",
         "node-pool",
+        "shared-mask",
     ]
     parser.add_argument("--change", choices=changes, required=True)
     parser.add_argument("--space", required=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tanglenas_cli.nas.choices import Choice, JointChoice, arch_parameters, find_choices, weight_parameters
@@ -42,6 +43,48 @@ def test_subset_and_cache_follow_resampling():
     assert group.mixing().index == 1
     choice.set_mixing(torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0]), 1)
     assert group.mixing().index is None and group.mixing().weights.sum() == 0
+
+
+def test_layers_sharing_a_choice_share_its_subset_and_their_mask(monkeypatch):
+    """Cells that share their choices (NB201) compute a group's weights and a kernel mask once per sample,
+    and again after a new sample, an in-place change or a change of grad mode."""
+    from tanglenas_cli.nas import superposition
+    from tanglenas_cli.nas.entangled import EntangledConv2d
+
+    choice = Choice("edge", ["none", "skip", "conv3", "conv1", "pool"])
+    assert choice.subset([2, 3]) is choice.subset([2, 3])
+    assert choice.subset([2, 3]) is not choice.subset([2, 3], normalized=True)
+    convs = [EntangledConv2d(choice.subset([2, 3]), 4, 4, [3, 1]) for _ in range(3)]
+    computed = []
+    compute = superposition.Superposition._mask
+    monkeypatch.setattr(
+        superposition.Superposition, "_mask", lambda self, w: computed.append(1) or compute(self, w)
+    )
+    x = torch.randn(2, 4, 5, 5)
+
+    def run_all() -> list[torch.Tensor]:
+        return [conv(x) for conv in convs]
+
+    choice.set_mixing(torch.softmax(torch.randn(5), 0).requires_grad_())
+    outputs = run_all()
+    assert len(computed) == 1
+    for conv, out in zip(convs, outputs, strict=True):  # each layer still gets its own kernel's output
+        weights = choice.mixing().weights[2:4]
+        kernel = conv.weight * weights[0] + F.pad(conv.weight[:, :, 1:2, 1:2] * weights[1], (1, 1, 1, 1))
+        torch.testing.assert_close(out, F.conv2d(x, kernel, conv.bias, padding=1))
+    sum(o.sum() for o in outputs).backward()  # one mask, three users: its gradient accumulates
+    with torch.no_grad():
+        run_all()
+    assert len(computed) == 2
+    choice.set_mixing(torch.softmax(torch.randn(5), 0))
+    run_all()
+    assert len(computed) == 3
+    with torch.no_grad():
+        run_all()  # the grad mode changed
+        assert len(computed) == 4
+        convs[0].source.mixing().weights.mul_(0.5)  # an in-place change of the weights
+        run_all()
+    assert len(computed) == 5
 
 
 def test_mixing_before_sampling_is_an_error():

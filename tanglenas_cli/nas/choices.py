@@ -52,6 +52,7 @@ class Choice(nn.Module):
         self.arch_logits = nn.Parameter(init_scale * torch.randn(len(self.candidates)))
         self._mixing: Mixing | None = None
         self.version = 0  # bumped on every new sample, so views can cache their result
+        self._subsets: dict[tuple[tuple[int, ...], bool], ChoiceSubset] = {}
 
     def __len__(self) -> int:
         return len(self.candidates)
@@ -88,8 +89,12 @@ class Choice(nn.Module):
 
     def subset(self, indices: Sequence[int], normalized: bool = False) -> ChoiceSubset:
         """Return a view onto some of this choice's candidates (e.g. an entangled group of an edge);
-        ``normalized``: its weights divided by their sum (all zero when the sum is zero)."""
-        return ChoiceSubset(self, indices, normalized)
+        ``normalized``: its weights divided by their sum (all zero when the sum is zero). Equal
+        arguments give the same view, so layers that share a choice (NB201's cells) share its weights."""
+        key = (tuple(indices), normalized)
+        if key not in self._subsets:
+            self._subsets[key] = ChoiceSubset(self, indices, normalized)
+        return self._subsets[key]
 
 
 class FixedChoice:

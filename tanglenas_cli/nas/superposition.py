@@ -13,11 +13,19 @@ intermediate is ``k`` times the product of all sliced dimensions but the largest
 
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+# The latest masks, by geometry and weights tensor: (weak reference to the weights, (version, grad mode),
+# mask). The oldest go first, so it holds a few steps' small masks at most. (The mask's graph keeps its
+# weights alive, so a weak-reference callback would never prune an entry.)
+_MASKS: OrderedDict[tuple, tuple[weakref.ref, tuple[int, bool], Tensor]] = OrderedDict()
+_MAX_MASKS = 512
 
 
 @dataclass(frozen=True)
@@ -79,7 +87,26 @@ class Superposition(nn.Module):
         return [getattr(self, f"indicator_{p}").to(dtype) for p in range(len(self._order))]
 
     def mask(self, weights: Tensor) -> Tensor:
-        """Return ``sum_i w_i * prod_d indicator_{i,d}``, shaped to broadcast against the super tensor."""
+        """Return ``sum_i w_i * prod_d indicator_{i,d}``, shaped to broadcast against the super tensor.
+
+        Layers of one geometry that read the same weights tensor (the cells of a space that share their
+        choices) get the same mask: it is computed once per weights tensor, version and grad mode.
+        """
+        if torch.compiler.is_compiling() or weights.is_inference():
+            return self._mask(weights)
+        key = (self.shape, tuple(self.sliced_dims), weights.dtype, weights.device, id(weights))
+        state = (weights._version, torch.is_grad_enabled())
+        cached = _MASKS.get(key)
+        if cached is not None and cached[0]() is weights and cached[1] == state:
+            return cached[2]
+        mask = self._mask(weights)
+        _MASKS[key] = (weakref.ref(weights), state, mask)
+        _MASKS.move_to_end(key)
+        if len(_MASKS) > _MAX_MASKS:
+            _MASKS.popitem(last=False)
+        return mask
+
+    def _mask(self, weights: Tensor) -> Tensor:
         if weights.shape != (self.num_candidates,):
             raise ValueError(f"expected {self.num_candidates} mixing weights, got {tuple(weights.shape)}")
         indicators = self._indicators(weights.dtype)
