@@ -85,6 +85,9 @@ def test_layers_sharing_a_choice_share_its_subset_and_their_mask(monkeypatch):
         convs[0].source.mixing().weights.mul_(0.5)  # an in-place change of the weights
         run_all()
     assert len(computed) == 5
+    # an entry goes with its weights (kept across steps, small masks fragment the heap)
+    assert all(ref() is not None for ref, _, _ in superposition._MASKS.values())
+    assert sum(key[0] == convs[0].weight.shape for key in superposition._MASKS) == 1
 
 
 def test_mixing_before_sampling_is_an_error():
