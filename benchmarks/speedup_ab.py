@@ -21,7 +21,7 @@ Changes, each against what it replaced:
 Each round runs every mode in both versions (one unmeasured step, two measured); prints the median and
 fastest step of each and WE / largest.
 
-Usage: python benchmarks/speedup_ab.py --change depthwise-grad --space toy_cell [--rounds 6]
+Usage: python benchmarks/speedup_ab.py --change depthwise-grad --space toy_cell [--rounds 6] [--batch-size 64]
        python benchmarks/speedup_ab.py --change max-pool --space darts --modes we [--rounds 4]
        python benchmarks/speedup_ab.py --change pool-norm --space darts --modes we [--rounds 4]
 """
@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from tanglenas_cli.engine.profile import ModeStep
+from tanglenas_cli.errors import UserError
 from tanglenas_cli.layers import conv, pool_norm, pooling, relu
 from tanglenas_cli.nas import superposition
 from tanglenas_cli.nas.mixed_op import MixedOp, Zero
@@ -143,9 +144,15 @@ def main() -> None:
     parser.add_argument("--space", required=True)
     parser.add_argument("--modes", nargs="+", default=["we", "largest"], choices=["we", "ws", "largest"])
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, default=64, help="a small batch shows per-op overhead")
     args = parser.parse_args()
     turn = switches(args.change)
-    steps = {mode: ModeStep(args.space, mode, "drnas", 64, {}) for mode in args.modes}
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    try:
+        steps = {mode: ModeStep(args.space, mode, "drnas", args.batch_size, {}) for mode in args.modes}
+    except UserError as error:  # an unknown space: one line, exit 2
+        parser.error(str(error))
     for step in steps.values():
         step()
     times: dict[tuple[str, bool], list[float]] = {(m, on): [] for m in steps for on in (False, True)}
