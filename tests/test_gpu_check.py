@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -37,3 +38,11 @@ def test_smoke_plan_writes_both_tables(tmp_path: Path) -> None:
     assert float(profile[-1]["time_ratio"]) == 1.0 and float(profile[0]["step_s"]) > 0
     (run,) = csv.DictReader((tmp_path / "gpu-runs.csv").open())
     assert (run["mixed_precision"], run["status"]) == ("bf16", "ok") and float(run["final_valid_acc"]) >= 0
+
+
+def test_a_part_past_the_budget_is_stopped_and_says_so() -> None:
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    done = gpu_check.tanglenas("profile", "--space", "darts", "--steps", "50", timeout=0.5)
+    assert gpu_check.failure(done) == "rc 124: stopped after 0 s: the check's time budget"
