@@ -20,43 +20,6 @@ def test_box_pool_equals_avg_pool(stride, size, kernel):
     torch.testing.assert_close(grad_actual, grad_expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("size", [(8, 8), (7, 9), (2, 5)])
-@pytest.mark.parametrize("kernel", [3, 5])
-def test_shifted_average_equals_avg_pool(stride, size, kernel):
-    from tanglenas_cli.layers.pooling import shifted_average
-
-    x = torch.randn(2, 3, *size, dtype=torch.float64, requires_grad=True)
-    expected = nn.AvgPool2d(kernel, stride, kernel // 2, count_include_pad=False)(x)
-    actual = shifted_average(x, kernel, stride)
-    torch.testing.assert_close(actual, expected)
-    upstream = torch.randn_like(expected)
-    grad_expected = torch.autograd.grad(expected, x, upstream)[0]
-    torch.testing.assert_close(torch.autograd.grad(actual, x, upstream)[0], grad_expected)
-
-
-def test_compiled_path_of_the_pools_equals_the_eager_one(monkeypatch):
-    """Under torch.compile the pool and the skip + pool term are written in plain ops (the compiler
-    fuses them); their values and gradients are the eager ones."""
-    from tanglenas_cli.layers.pooling import SkipPoolSource, skip_pool_mix
-
-    torch.manual_seed(0)
-    xs = [torch.randn(2, 4, 7, 6, dtype=torch.float64, requires_grad=True) for _ in range(2)]
-    addend = torch.randn(2, 4, 7, 6, dtype=torch.float64, requires_grad=True)
-    weights = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)
-    inputs = (*xs, weights, addend)
-
-    def run() -> list[torch.Tensor]:
-        sources = [SkipPoolSource(x, w[0], w[1], BoxAvgPool2d(3)) for x, w in zip(xs, weights, strict=True)]
-        out = skip_pool_mix(sources, addend) + BoxAvgPool2d(5)(xs[0]).square()
-        return [out, *torch.autograd.grad(out, inputs, torch.ones_like(out))]
-
-    eager = run()
-    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-    for got, want in zip(run(), eager, strict=True):
-        torch.testing.assert_close(got, want)
-
-
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_skip_pool_mix_equals_weighted_sum(channels_last):
     from tanglenas_cli.layers.pooling import SkipPoolSource, skip_pool_mix

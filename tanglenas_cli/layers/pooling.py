@@ -163,32 +163,7 @@ class BoxAvgPool2d(nn.Module):
         return box_sum(ones, self.kernel_size, self.stride).reciprocal()
 
     def forward(self, x: Tensor) -> Tensor:
-        if torch.compiler.is_compiling():  # the compiler fuses ATen's pool with its neighbours
-            return shifted_average(x, self.kernel_size, self.stride)
         return _BoxAverage.apply(x, self.inverse_counts(x), self.kernel_size, self.stride)
-
-
-def shifted_average(x: Tensor, kernel_size: int, stride: int = 1) -> Tensor:
-    """The average pool in ops the compiler fuses and vectorizes: shifted sums of the zero-padded input
-    (inductor's own ``avg_pool2d`` backward without padding counts is a scalar loop, about 3x slower)."""
-    if stride != 1:
-        return F.avg_pool2d(x, kernel_size, stride, kernel_size // 2, count_include_pad=False)
-    pad, (height, width) = kernel_size // 2, x.shape[-2:]
-    padded = F.pad(x, (pad, pad, pad, pad))
-    rows = padded[..., :, :width]
-    for shift in range(1, kernel_size):
-        rows = rows + padded[..., :, shift : shift + width]
-    box = rows[..., :height, :]
-    for shift in range(1, kernel_size):
-        box = box + rows[..., shift : shift + height, :]
-    counts = [_window_counts(size, kernel_size, x.device, x.dtype) for size in (height, width)]
-    return box * (counts[0][:, None] * counts[1][None, :]).reciprocal()
-
-
-def _window_counts(size: int, kernel_size: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """Return how many in-bounds positions each "same" window of a length-``size`` axis covers."""
-    index, pad = torch.arange(size, device=device), kernel_size // 2
-    return ((index + pad).clamp(max=size - 1) - (index - pad).clamp(min=0) + 1).to(dtype)
 
 
 def skip_pool_mix(sources: Sequence[SkipPoolSource], *addends: Tensor) -> Tensor:
@@ -201,10 +176,6 @@ def skip_pool_mix(sources: Sequence[SkipPoolSource], *addends: Tensor) -> Tensor
     if any(source.pool.stride != 1 or source.pool.kernel_size != pool.kernel_size for source in sources):
         raise ValueError("skip_pool_mix needs stride-1 pools of one kernel size")
     xs = [source.x for source in sources]
-    if torch.compiler.is_compiling():  # written plainly, the compiler fuses it into a few loops
-        mixed = sum(source.w_pool * source.x for source in sources)
-        terms = [shifted_average(mixed, pool.kernel_size), *(s.w_skip * s.x for s in sources), *addends]
-        return sum(terms[1:], terms[0])
     tensors = (*xs, *(source.w_skip for source in sources), *(source.w_pool for source in sources), *addends)
     return _SkipPoolMix.apply(pool.inverse_counts(xs[0]), pool.kernel_size, len(sources), *tensors)
 
